@@ -1,0 +1,345 @@
+"""The `claimdesk` command (contract: ARCHITECTURE.md).
+
+Exit codes: 0 ok, 1 operation failed, 2 bad usage or invalid config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import click
+
+from config.settings import ConfigError, Settings, load_settings
+from config.wiring import Services, build_services
+from desk.sources import Source, expand
+from desk.views import event_json, message_json, ticket_json
+from intake.process import NotKept, process
+from intake.types import Disposition, RawMessage
+from storage import repo
+from storage.models import ticket_id_from_ref
+from storage.schema import upgrade
+
+INGEST_BATCH = 200
+
+
+class Context:
+    """Settings are loaded when the command starts; services only when it needs them."""
+
+    def __init__(self, config_path: str | None) -> None:
+        try:
+            self.settings: Settings = load_settings(config_path)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from exc
+        self._services: Services | None = None
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            self._services = build_services(self.settings)
+        return self._services
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"claimdesk: {message}", err=True)
+    raise SystemExit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file (default: $CLAIMDESK_CONFIG, else built-in defaults).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log each message's disposition.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """claimdesk: email intake and the 30-day reply rule for a marketplace claims desk."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    ctx.obj = Context(config_path)
+
+
+# -- ingest -------------------------------------------------------------------------------
+
+
+def _batches(sources: Sequence[Source], size: int) -> Iterator[Sequence[Source]]:
+    for start in range(0, len(sources), size):
+        yield sources[start : start + size]
+
+
+def _ingest_batch(services: Services, batch: Sequence[Source]) -> list[tuple[str, Disposition]]:
+    """One transaction for the batch (each message in its own savepoint); if the commit
+    itself fails, every message is tried again alone so each still ends stored or kept."""
+    raws = [RawMessage(data=s.read(), source=s.name) for s in batch]
+    try:
+        with services.engine.begin() as conn:
+            return [(r.source, process(r, services, conn=conn)) for r in raws]
+    except NotKept:
+        raise
+    except Exception:
+        logging.getLogger("desk.cli").exception("batch commit failed; retrying one by one")
+        return [(r.source, process(r, services)) for r in raws]
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per message.")
+@pass_ctx
+def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
+    """Ingest .eml files, mbox files, Maildir folders, or - (stdin)."""
+    for path in paths:
+        if path != "-" and not __import__("os").path.exists(path):
+            raise click.UsageError(f"no such file or folder: {path}")
+    sources = expand(list(paths))
+    services = obj.services
+    counts: dict[str, int] = {}
+    show_bar = sys.stderr.isatty() and not as_json
+    with click.progressbar(
+        length=len(sources), label="ingesting", file=sys.stderr, hidden=not show_bar
+    ) as bar:
+        for batch in _batches(sources, INGEST_BATCH):
+            try:
+                results = _ingest_batch(services, batch)
+            except NotKept as exc:
+                _fail(f"could not keep a message anywhere: {exc}")
+            for name, disposition in results:
+                counts[disposition.kind] = counts.get(disposition.kind, 0) + 1
+                if as_json:
+                    click.echo(
+                        json.dumps(
+                            {
+                                "source": name,
+                                "disposition": disposition.kind,
+                                "ticket": disposition.ticket,
+                            }
+                        )
+                    )
+            bar.update(len(batch))
+    if not as_json:
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
+        click.echo(f"{len(sources)} message(s): {summary}")
+
+
+# -- tickets ------------------------------------------------------------------------------
+
+
+@cli.group()
+def tickets() -> None:
+    """List and show tickets."""
+
+
+@tickets.command("list")
+@click.option("--queue", default=None)
+@click.option("--status", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def tickets_list(obj: Context, queue: str | None, status: str | None, as_json: bool) -> None:
+    services = obj.services
+    if queue and queue not in obj.settings.queues:
+        raise click.UsageError(f"unknown queue {queue!r}; known: {', '.join(obj.settings.queues)}")
+    now = services.clock.now()
+    with services.engine.connect() as conn:
+        rows = repo.list_tickets(conn, queue=queue, status=status)
+    items = [ticket_json(r, obj.settings, now) for r in rows]
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=1))
+        return
+    tz = obj.settings.desk.tz
+    for row, item in zip(rows, items, strict=True):
+        due = row.due_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        missing = ",".join(item["missing_fields"]) or "-"
+        click.echo(
+            f"{item['ref']}  {item['queue']:<10} {item['status']:<8} due {due} "
+            f"{item['sla']:<8} {item['sender']:<28} missing={missing}  "
+            f"rule={item['route_rule']}  {item['subject'][:50]}"
+        )
+    click.echo(f"{len(items)} ticket(s)", err=True)
+
+
+def _ticket_row(conn: Any, ref: str) -> Any:
+    ticket_id = ticket_id_from_ref(ref)
+    row = repo.get_ticket(conn, ticket_id) if ticket_id else None
+    if row is None:
+        _fail(f"no ticket {ref}")
+    return row
+
+
+@tickets.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def tickets_show(obj: Context, ref: str, as_json: bool) -> None:
+    services = obj.services
+    with services.engine.connect() as conn:
+        row = _ticket_row(conn, ref)
+        messages = repo.ticket_messages(conn, row.id)
+        attachments = repo.message_attachments(conn, [m.id for m in messages])
+        events = repo.ticket_events(conn, row.id)
+    item = ticket_json(row, obj.settings, services.clock.now())
+    item["messages"] = [
+        message_json(m, [a for a in attachments if a.message_pk == m.id]) for m in messages
+    ]
+    item["events"] = [event_json(e) for e in events]
+    if as_json:
+        click.echo(json.dumps(item, ensure_ascii=False, indent=1))
+        return
+    tz = obj.settings.desk.tz
+    for key in (
+        "ref",
+        "queue",
+        "status",
+        "subject",
+        "sender",
+        "language",
+        "language_ok",
+        "order_numbers",
+        "tracking_numbers",
+        "invalid_tracking_numbers",
+        "product_urls",
+        "store_urls",
+        "missing_fields",
+        "attachments",
+        "route_rule",
+        "sla",
+    ):
+        click.echo(f"{key:>25}: {item[key]}")
+    for key in ("received_at", "due_at", "answered_at"):
+        value = getattr(row, key)
+        shown = value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
+        click.echo(f"{key:>25}: {shown}")
+    click.echo(f"{'route_reason':>25}: {row.route_reason}")
+    for message in item["messages"]:
+        click.echo(
+            f"\n--- {message['direction']} {message['received_at']} {message['sender']} "
+            f"<{message['message_id']}>"
+        )
+        click.echo(message["text"].strip()[:2000])
+    click.echo("\nevents:")
+    for event in item["events"]:
+        click.echo(
+            f"  {event['at']} {event['kind']} {json.dumps(event['detail'], ensure_ascii=False)}"
+        )
+
+
+# -- quarantine ---------------------------------------------------------------------------
+
+
+@cli.group()
+def quarantine() -> None:
+    """The kept-aside mail: list, show, release."""
+
+
+@quarantine.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def quarantine_list(obj: Context, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    entries = obj.services.spool.list()
+    if as_json:
+        click.echo(json.dumps([asdict(e) for e in entries], ensure_ascii=False, indent=1))
+        return
+    for e in entries:
+        click.echo(f"{e.id}  {e.stage:<6} {e.size:>8} B  {e.source}  {e.reason[:80]}")
+    click.echo(f"{len(entries)} quarantined message(s)", err=True)
+
+
+@quarantine.command("show")
+@click.argument("entry_id")
+@click.option("--raw", is_flag=True, help="Print the exact bytes.")
+@pass_ctx
+def quarantine_show(obj: Context, entry_id: str, raw: bool) -> None:
+    spool = obj.services.spool
+    entry = spool.get(entry_id)
+    if entry is None:
+        _fail(f"no quarantine entry {entry_id}")
+    assert entry is not None
+    if raw:
+        sys.stdout.buffer.write(spool.raw(entry_id))
+        return
+    for key, value in entry.__dict__.items():
+        if key != "traceback":
+            click.echo(f"{key:>14}: {value}")
+    if entry.traceback:
+        click.echo("\n" + entry.traceback)
+    preview = spool.raw(entry_id)[:1500].decode("utf-8", "replace")
+    click.echo("\n--- first bytes ---\n" + preview)
+
+
+@quarantine.command("release")
+@click.argument("entry_ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def quarantine_release(obj: Context, entry_ids: tuple[str, ...], as_json: bool) -> None:
+    """Feed entries through process() again; released ones leave the list."""
+    services = obj.services
+    failed = False
+    for entry_id in entry_ids:
+        entry = services.spool.get(entry_id)
+        if entry is None:
+            click.echo(f"claimdesk: no quarantine entry {entry_id}", err=True)
+            failed = True
+            continue
+        raw = RawMessage(
+            data=services.spool.raw(entry_id),
+            source=f"quarantine:{entry_id} ({entry.source})",
+            envelope_from=entry.envelope_from,
+            envelope_to=tuple(entry.envelope_to),
+            queue_hint=entry.queue_hint,
+        )
+        try:
+            disposition = process(raw, services)
+        except NotKept as exc:
+            _fail(f"{entry_id}: still cannot be kept: {exc}")
+        if disposition.kind == "quarantined":
+            # The retry was quarantined again as a new entry; keep only the original.
+            services.spool.delete(disposition.quarantine_id)  # type: ignore[union-attr]
+            failed = True
+        else:
+            services.spool.mark_released(entry_id)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {"id": entry_id, "disposition": disposition.kind, "ticket": disposition.ticket}
+                )
+            )
+        else:
+            click.echo(f"{entry_id}: {disposition.kind} {disposition.ticket or ''}".rstrip())
+    if failed:
+        raise SystemExit(1)
+
+
+# -- db -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(obj: Context) -> None:
+    from storage.engine import make_engine
+
+    revision = upgrade(make_engine(obj.settings.database.url))
+    click.echo(f"database at revision {revision}")
+
+
+def main() -> None:
+    cli(prog_name="claimdesk")
+
+
+if __name__ == "__main__":
+    main()

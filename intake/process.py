@@ -1,0 +1,164 @@
+"""`process()`: where the pipeline's steps meet. Raw bytes in, a Disposition out.
+
+parse (pure) -> checks (pure, all failures collected) -> route (pure) -> ONE transaction
+(dedupe, thread or create, store raw bytes, stamp SLA, record events). Whatever goes wrong
+on the way, the bytes end up somewhere: in the database, or in the quarantine spool with the
+stage, reason and traceback. Only when both fail does `process()` raise `NotKept`, the one
+case in which an edge must not acknowledge (SMTP 451, IMAP leaves the message unflagged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from config.wiring import Services
+from intake.mime import parse_message
+from intake.record import Incoming, record
+from intake.types import Disposition, Duplicate, ParsedMessage, Quarantined, RawMessage, Unparseable
+from storage.spool import SpoolError
+
+log = logging.getLogger("intake.process")
+
+T = TypeVar("T")
+
+
+class NotKept(Exception):
+    """Neither the database nor the quarantine spool could keep the bytes: do not ack."""
+
+
+def process(raw: RawMessage, services: Services, *, conn: Connection | None = None) -> Disposition:
+    """Turn raw bytes into a stored ticket message, a duplicate, or a quarantine entry.
+
+    With `conn` (an open transaction, used by batch ingest) the message's writes go into a
+    SAVEPOINT of it, so one bad message rolls back alone; the caller commits. Without it,
+    the message gets its own transaction, committed before this returns.
+    Raises NotKept only when the bytes could be kept nowhere.
+    """
+    started = time.perf_counter()
+    if raw.received_at is None:
+        raw = RawMessage(**{**raw.__dict__, "received_at": services.clock.now()})
+    label = _label(raw.data)
+    stage = "parse"
+    try:
+        parsed = parse_message(raw.data, desk_domain=services.desk_domain)
+        if isinstance(parsed, Unparseable):
+            return _quarantine(raw, services, "parse", parsed.reason, label, started)
+        label = parsed.message_id
+        if not parsed.from_address and raw.envelope_from:
+            parsed = _with_sender(parsed, raw.envelope_from)
+        if not parsed.from_address:
+            return _quarantine(raw, services, "parse", "no sender address", label, started)
+        stage = "checks"
+        report = services.checker.run(parsed)
+        stage = "route"
+        decision = services.router.route(raw.envelope_to, parsed, raw.queue_hint)
+        stage = "store"
+        assert raw.received_at is not None
+        incoming = Incoming(raw, parsed, report, decision, raw.received_at)
+        disposition = _in_transaction(
+            services, conn, lambda c: record(c, incoming, services.settings)
+        )
+    except IntegrityError:
+        # Another worker stored the same Message-ID between our lookup and our insert.
+        disposition = Duplicate(ticket=_ticket_of(services, conn, label), message_id=label)
+    except Exception as exc:  # every failure keeps the bytes; the traceback says where
+        return _quarantine(
+            raw,
+            services,
+            stage,
+            f"{type(exc).__name__}: {exc}",
+            label,
+            started,
+            traceback.format_exc(),
+        )
+    _log(label, raw, disposition, started)
+    return disposition
+
+
+def _in_transaction(
+    services: Services, conn: Connection | None, body: Callable[[Connection], T]
+) -> T:
+    scope: AbstractContextManager[object]
+    if conn is None:
+        with services.engine.begin() as own:
+            return body(own)
+    scope = conn.begin_nested() if conn.in_transaction() else nullcontext()
+    with scope:
+        return body(conn)
+
+
+def _ticket_of(services: Services, conn: Connection | None, message_id: str) -> str | None:
+    from storage import repo
+    from storage.models import ticket_ref
+
+    def lookup(c: Connection) -> str | None:
+        row = repo.find_message(c, message_id)
+        return ticket_ref(row.ticket_id) if row else None
+
+    if conn is not None:
+        return lookup(conn)
+    with services.engine.connect() as own:
+        return lookup(own)
+
+
+def _with_sender(parsed: ParsedMessage, envelope_from: str) -> ParsedMessage:
+    from dataclasses import replace
+
+    return replace(parsed, from_address=envelope_from.strip().lower())
+
+
+def _label(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
+
+
+def _quarantine(
+    raw: RawMessage,
+    services: Services,
+    stage: str,
+    reason: str,
+    label: str,
+    started: float,
+    trace: str = "",
+) -> Quarantined:
+    assert raw.received_at is not None
+    try:
+        entry = services.spool.keep(
+            raw.data,
+            stage=stage,
+            reason=reason,
+            source=raw.source,
+            received_at=raw.received_at,
+            envelope_from=raw.envelope_from,
+            envelope_to=raw.envelope_to,
+            queue_hint=raw.queue_hint,
+            traceback=trace,
+        )
+    except SpoolError as exc:
+        log.critical(
+            "%s NOT KEPT: %s failed (%s) and the spool failed too: %s", label, stage, reason, exc
+        )
+        raise NotKept(f"{stage}: {reason}; spool: {exc}") from exc
+    disposition = Quarantined(quarantine_id=entry.id, stage=stage, reason=reason)
+    log.warning("%s quarantined at %s: %s", label, stage, reason)
+    _log(label, raw, disposition, started)
+    return disposition
+
+
+def _log(label: str, raw: RawMessage, disposition: Disposition, started: float) -> None:
+    log.info(
+        "%s source=%s disposition=%s ticket=%s ms=%.1f",
+        label,
+        raw.source,
+        disposition.kind,
+        disposition.ticket,
+        (time.perf_counter() - started) * 1000,
+    )

@@ -1,0 +1,319 @@
+"""The one transaction of `process()`: dedupe, thread or create, store, stamp, record.
+
+Runs on a Connection inside a transaction the caller owns (repositories never commit).
+Returns the outcome as a value; a unique-key race on Message-ID surfaces as IntegrityError
+for the caller to turn into `Duplicate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row
+
+from config.settings import Settings
+from intake.checks import missing_fields
+from intake.types import (
+    CheckReport,
+    ClaimFields,
+    Duplicate,
+    NeedsInfo,
+    ParsedMessage,
+    RawMessage,
+    RouteDecision,
+    Stored,
+)
+from routing.lifecycle import on_buyer_message
+from routing.threading import thread_keys
+from scheduler.sla import due_at
+from storage import repo
+from storage.models import ticket_id_from_ref, ticket_ref
+
+_FIELD_LISTS = (
+    "order_numbers",
+    "tracking_numbers",
+    "invalid_tracking_numbers",
+    "product_urls",
+    "store_urls",
+)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """Everything the transaction needs about one message, decided before it opens."""
+
+    raw: RawMessage
+    parsed: ParsedMessage
+    report: CheckReport
+    route: RouteDecision
+    received_at: datetime
+
+
+def record(
+    conn: Connection, incoming: Incoming, settings: Settings
+) -> Stored | NeedsInfo | Duplicate:
+    parsed = incoming.parsed
+    existing = repo.find_message(conn, parsed.message_id)
+    if existing is not None:
+        return Duplicate(ticket=ticket_ref(existing.ticket_id), message_id=parsed.message_id)
+    ticket, thread_note = _find_thread(conn, parsed)
+    if ticket is None:
+        return _create(conn, incoming, settings, thread_note)
+    return _join(conn, incoming, settings, ticket)
+
+
+def _find_thread(conn: Connection, parsed: ParsedMessage) -> tuple[Row[Any] | None, str]:
+    """The ticket this message continues, and a note when a subject ref was not trusted.
+
+    References are trusted as they are (only the thread's participants know our Message-IDs);
+    a ref in the subject only when the sender is the ticket's sender, so that nobody joins
+    (and reads the replies of) another buyer's ticket by typing its number."""
+    keys = thread_keys(parsed)
+    by_reference = repo.ticket_for_message_ids(conn, keys.message_ids)
+    if by_reference is not None:
+        return repo.get_ticket(conn, by_reference, for_update=True), ""
+    for ref in keys.refs:
+        ticket_id = ticket_id_from_ref(ref)
+        ticket = repo.get_ticket(conn, ticket_id, for_update=True) if ticket_id else None
+        if ticket is not None and ticket.sender == parsed.from_address:
+            return ticket, ""
+        if ticket is not None:
+            return None, f"subject names {ref}, whose sender is someone else"
+    return None, ""
+
+
+def _message_values(incoming: Incoming, ticket_id: int) -> dict[str, Any]:
+    raw, parsed, report = incoming.raw, incoming.parsed, incoming.report
+    return {
+        "ticket_id": ticket_id,
+        "direction": "in",
+        "message_id": parsed.message_id,
+        "message_id_generated": parsed.message_id_generated,
+        "raw_sha256": hashlib.sha256(raw.data).hexdigest(),
+        "sender": parsed.from_address,
+        "subject": parsed.subject,
+        "in_reply_to": list(parsed.in_reply_to),
+        "references": list(parsed.references),
+        "received_at": incoming.received_at,
+        "source": raw.source,
+        "envelope_from": raw.envelope_from,
+        "envelope_to": list(raw.envelope_to),
+        "size": len(raw.data),
+        "raw": raw.data,
+        "text": parsed.text,
+        "own_text": parsed.own_text,
+        "language": report.language.code,
+        "language_probability": report.language.probability,
+        "checks": _checks_detail(incoming),
+    }
+
+
+def _checks_detail(incoming: Incoming) -> dict[str, Any]:
+    report = incoming.report
+    return {
+        "language": {
+            "verdict": report.language.verdict,
+            "code": report.language.code,
+            "probability": round(report.language.probability, 4),
+        },
+        "fields": {name: list(getattr(report.fields, name)) for name in _FIELD_LISTS},
+        "evidence": {
+            "files": report.evidence.files,
+            "photos": report.evidence.photos,
+            "too_many_files": report.evidence.too_many_files,
+            "oversized": list(report.evidence.oversized),
+        },
+        "route": {
+            "queue": incoming.route.queue,
+            "rule": incoming.route.rule,
+            "reason": incoming.route.reason,
+        },
+    }
+
+
+def _store_message(conn: Connection, incoming: Incoming, ticket_id: int) -> int:
+    message_pk = repo.insert_message(conn, _message_values(incoming, ticket_id))
+    repo.insert_attachments(
+        conn,
+        [
+            {
+                "message_pk": message_pk,
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+                "inline": a.inline,
+                "content_id": a.content_id,
+            }
+            for a in incoming.parsed.attachments
+        ],
+    )
+    return message_pk
+
+
+def _failed_checks(incoming: Incoming, missing: tuple[str, ...]) -> dict[str, Any] | None:
+    """The detail of a `checks_failed` event, or None when every check passed."""
+    report = incoming.report
+    detail: dict[str, Any] = {}
+    if missing:
+        detail["missing_fields"] = list(missing)
+    if not report.language.ok:
+        detail["language"] = report.language.code
+        detail["language_probability"] = round(report.language.probability, 4)
+    if report.fields.invalid_tracking_numbers:
+        detail["invalid_tracking_numbers"] = list(report.fields.invalid_tracking_numbers)
+    if report.evidence.too_many_files:
+        detail["too_many_files"] = report.evidence.files
+    if report.evidence.oversized:
+        detail["oversized_files"] = list(report.evidence.oversized)
+    return detail or None
+
+
+def _create(
+    conn: Connection, incoming: Incoming, settings: Settings, thread_note: str
+) -> Stored | NeedsInfo:
+    parsed, report, route = incoming.parsed, incoming.report, incoming.route
+    queue = settings.queues[route.queue]
+    missing = missing_fields(queue.required, report.fields, report.evidence.photos)
+    needs_info = bool(missing) or not report.language.ok
+    transition = on_buyer_message(None, needs_info)
+    at = incoming.received_at
+    ticket_id = repo.insert_ticket(
+        conn,
+        {
+            "queue": route.queue,
+            "status": transition.status,
+            "subject": parsed.subject,
+            "sender": parsed.from_address,
+            "language": report.language.code,
+            "language_probability": report.language.probability,
+            "language_ok": report.language.ok,
+            **{name: list(getattr(report.fields, name)) for name in _FIELD_LISTS},
+            "missing_fields": list(missing),
+            "attachments": report.evidence.files,
+            "photos": report.evidence.photos,
+            "route_rule": route.rule,
+            "route_reason": route.reason,
+            "received_at": at,
+            "clock_started_at": at,
+            "due_at": due_at(at, queue.reply_within_days, settings.desk.tz),
+            "updated_at": at,
+            "sla_state": "on_track",
+        },
+    )
+    message_pk = _store_message(conn, incoming, ticket_id)
+    events: list[dict[str, Any]] = [
+        {
+            "kind": "created",
+            "detail": {"source": incoming.raw.source, "message_id": parsed.message_id},
+        },
+        {
+            "kind": "routed",
+            "detail": {"queue": route.queue, "rule": route.rule, "reason": route.reason},
+        },
+    ]
+    if thread_note:
+        events.append({"kind": "thread_ref_ignored", "detail": {"reason": thread_note}})
+    failed = _failed_checks(incoming, missing)
+    if failed:
+        events.append({"kind": "checks_failed", "detail": failed})
+    repo.add_events(
+        conn, [{"ticket_id": ticket_id, "message_pk": message_pk, "at": at, **e} for e in events]
+    )
+    return _outcome(ticket_id, parsed.message_id, True, False, missing, report.language.ok)
+
+
+def _merged(ticket: Row[Any], fields: ClaimFields) -> dict[str, list[str]]:
+    merged: dict[str, list[str]] = {}
+    for name in _FIELD_LISTS:
+        values = list(getattr(ticket, name))
+        values += [v for v in getattr(fields, name) if v not in values]
+        merged[name] = values
+    return merged
+
+
+def _join(
+    conn: Connection, incoming: Incoming, settings: Settings, ticket: Row[Any]
+) -> Stored | NeedsInfo:
+    parsed, report = incoming.parsed, incoming.report
+    queue = settings.queues.get(ticket.queue) or settings.queues[settings.fallback_queue()]
+    merged = _merged(ticket, report.fields)
+    photos = ticket.photos + report.evidence.photos
+    missing = missing_fields(queue.required, ClaimFields(**merged), photos)
+    language = report.language if report.language.verdict != "unknown" else None
+    language_ok = language.ok if language else ticket.language_ok
+    transition = on_buyer_message(ticket.status, bool(missing) or not language_ok)
+    at = incoming.received_at
+    values: dict[str, Any] = {
+        **merged,
+        "status": transition.status,
+        "missing_fields": list(missing),
+        "attachments": ticket.attachments + report.evidence.files,
+        "photos": photos,
+        "updated_at": at,
+        "language_ok": language_ok,
+    }
+    if language:
+        values["language"] = language.code
+        values["language_probability"] = language.probability
+    if transition.restart_clock:
+        values.update(
+            clock_started_at=at,
+            due_at=due_at(at, queue.reply_within_days, settings.desk.tz),
+            answered_at=None,
+            closed_at=None,
+            sla_state="on_track",
+        )
+    repo.update_ticket(conn, ticket.id, values)
+    message_pk = _store_message(conn, incoming, ticket.id)
+    events: list[dict[str, Any]] = [
+        {
+            "kind": "message_added",
+            "detail": {"source": incoming.raw.source, "message_id": parsed.message_id},
+        }
+    ]
+    if transition.reopened:
+        events.append(
+            {
+                "kind": "reopened",
+                "detail": {
+                    "previous_status": ticket.status,
+                    "due_at": values["due_at"].isoformat(),
+                },
+            }
+        )
+    if ticket.status != transition.status and not transition.reopened:
+        events.append(
+            {"kind": "status_changed", "detail": {"from": ticket.status, "to": transition.status}}
+        )
+    failed = _failed_checks(incoming, missing)
+    if failed:
+        events.append({"kind": "checks_failed", "detail": failed})
+    repo.add_events(
+        conn, [{"ticket_id": ticket.id, "message_pk": message_pk, "at": at, **e} for e in events]
+    )
+    return _outcome(ticket.id, parsed.message_id, False, transition.reopened, missing, language_ok)
+
+
+def _outcome(
+    ticket_id: int,
+    message_id: str,
+    created: bool,
+    reopened: bool,
+    missing: tuple[str, ...],
+    language_ok: bool,
+) -> Stored | NeedsInfo:
+    ref = ticket_ref(ticket_id)
+    if missing or not language_ok:
+        return NeedsInfo(
+            ticket=ref,
+            message_id=message_id,
+            created=created,
+            missing_fields=missing,
+            language_ok=language_ok,
+            reopened=reopened,
+        )
+    return Stored(ticket=ref, message_id=message_id, created=created, reopened=reopened)

@@ -1,0 +1,169 @@
+"""The tables. Rows are plain SQLModel classes; the hot path writes through their Core tables.
+
+A ticket's ref is derived from its primary key (`CD-000042`), so it is unique and stable by
+construction and needs no second write. A message's `message_id` is unique: it is the dedupe
+key (a generated id derived from the raw bytes stands in when the sender gave none).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer
+from sqlmodel import Field, SQLModel
+
+from storage.types import RawBytes, UTCDateTime
+
+REF_PREFIX = "CD-"
+
+
+def ticket_ref(ticket_id: int) -> str:
+    """`CD-` and at least six digits."""
+    return f"{REF_PREFIX}{ticket_id:06d}"
+
+
+def ticket_id_from_ref(ref: str) -> int | None:
+    """The primary key behind a ref, or None when `ref` is not one of ours."""
+    ref = ref.strip().upper()
+    digits = ref.removeprefix(REF_PREFIX)
+    if digits == ref or len(digits) < 6 or not digits.isdigit():
+        return None
+    return int(digits)
+
+
+def _utc(nullable: bool = False, index: bool = False) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json() -> Any:
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Ticket(SQLModel, table=True):
+    __tablename__ = "ticket"
+    __table_args__ = (
+        Index("ix_ticket_status_due", "status", "due_at"),
+        Index("ix_ticket_queue_status", "queue", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    queue: str
+    status: str
+    subject: str
+    sender: str = Field(index=True)
+    language: str
+    language_probability: float = 0.0
+    language_ok: bool = True
+    order_numbers: list[str] = _json()
+    tracking_numbers: list[str] = _json()
+    invalid_tracking_numbers: list[str] = _json()
+    product_urls: list[str] = _json()
+    store_urls: list[str] = _json()
+    missing_fields: list[str] = _json()
+    attachments: int = 0
+    photos: int = 0
+    route_rule: str
+    route_reason: str = ""
+    received_at: datetime = _utc()
+    clock_started_at: datetime = _utc()
+    due_at: datetime = _utc()
+    answered_at: datetime | None = _utc(nullable=True)
+    closed_at: datetime | None = _utc(nullable=True)
+    updated_at: datetime = _utc()
+    sla_state: str = "on_track"
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("ticket.id"), nullable=False, index=True)
+    )
+    direction: str = "in"
+    message_id: str = Field(unique=True)
+    message_id_generated: bool = False
+    raw_sha256: str = Field(index=True)
+    sender: str
+    subject: str
+    in_reply_to: list[str] = _json()
+    references: list[str] = _json()
+    received_at: datetime = _utc()
+    source: str = ""
+    envelope_from: str | None = None
+    envelope_to: list[str] = _json()
+    size: int = 0
+    raw: bytes = Field(sa_column=Column(RawBytes, nullable=False))
+    text: str = ""
+    own_text: str = ""
+    language: str = "unknown"
+    language_probability: float = 0.0
+    checks: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Attachment(SQLModel, table=True):
+    __tablename__ = "attachment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_pk: int = Field(
+        sa_column=Column(Integer, ForeignKey("message.id"), nullable=False, index=True)
+    )
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    inline: bool = False
+    content_id: str | None = None
+
+
+class Event(SQLModel, table=True):
+    """The audit trail: one row per thing that happened to a ticket, never updated."""
+
+    __tablename__ = "event"
+    __table_args__ = (Index("ix_event_ticket_kind", "ticket_id", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(sa_column=Column(Integer, ForeignKey("ticket.id"), nullable=False))
+    message_pk: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("message.id"), nullable=True)
+    )
+    kind: str
+    at: datetime = _utc()
+    actor: str = "claimdesk"
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Outbox(SQLModel, table=True):
+    """Mail to send, written in the same transaction as the decision that wants it sent."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("ticket.id"), nullable=True, index=True)
+    )
+    kind: str
+    status: str = "pending"
+    recipient: str = Field(index=True)
+    message_id: str = Field(unique=True)
+    in_reply_to: str | None = None
+    subject: str
+    body_text: str
+    body_html: str | None = None
+    raw: bytes | None = Field(default=None, sa_column=Column(RawBytes, nullable=True))
+    created_at: datetime = _utc()
+    next_attempt_at: datetime = _utc()
+    attempts: int = 0
+    sent_at: datetime | None = _utc(nullable=True)
+    last_error: str | None = None
+    locked_by: str | None = None
+    locked_until: datetime | None = _utc(nullable=True)
+
+
+TICKET = Ticket.__table__  # type: ignore[attr-defined]
+MESSAGE = Message.__table__  # type: ignore[attr-defined]
+ATTACHMENT = Attachment.__table__  # type: ignore[attr-defined]
+EVENT = Event.__table__  # type: ignore[attr-defined]
+OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
