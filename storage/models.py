@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer
 from sqlmodel import Field, SQLModel
 
 from storage.types import RawBytes, UTCDateTime
@@ -36,8 +36,17 @@ def _utc(nullable: bool = False, index: bool = False) -> Any:
     return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
+def _empty_list() -> list[Any]:
+    return []
+
+
+def _empty_dict() -> dict[str, Any]:
+    return {}
+
+
 def _json() -> Any:
-    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The Core-level default matters: the hot path inserts through Core, not the ORM.
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=_empty_list))
 
 
 class Ticket(SQLModel, table=True):
@@ -99,7 +108,9 @@ class Message(SQLModel, table=True):
     own_text: str = ""
     language: str = "unknown"
     language_probability: float = 0.0
-    checks: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    checks: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, default=_empty_dict)
+    )
 
 
 class Attachment(SQLModel, table=True):
@@ -131,7 +142,9 @@ class Event(SQLModel, table=True):
     kind: str
     at: datetime = _utc()
     actor: str = "claimdesk"
-    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    detail: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, default=_empty_dict)
+    )
 
 
 class Outbox(SQLModel, table=True):
@@ -167,3 +180,22 @@ MESSAGE = Message.__table__  # type: ignore[attr-defined]
 ATTACHMENT = Attachment.__table__  # type: ignore[attr-defined]
 EVENT = Event.__table__  # type: ignore[attr-defined]
 OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
+
+
+class ImapCursor(SQLModel, table=True):
+    """Where the IMAP poller stands in one folder of one mailbox; written in the same
+    transaction as the tickets of each batch (see storage/imap_repo.py for the invariant)."""
+
+    __tablename__ = "imap_cursor"
+
+    mailbox: str = Field(primary_key=True)
+    folder: str = Field(primary_key=True)
+    # RFC 3501 UIDs and UIDVALIDITY are unsigned 32-bit: too big for a signed INTEGER.
+    uidvalidity: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_uid: int = Field(sa_column=Column(BigInteger, nullable=False))
+    retry_uids: list[int] = _json()
+    after_pending: list[int] = _json()
+    updated_at: datetime = _utc()
+
+
+IMAP_CURSOR = ImapCursor.__table__  # type: ignore[attr-defined]
