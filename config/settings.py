@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from intake.types import FIELD_NAMES
 
@@ -103,6 +110,15 @@ class ChecksSettings(_Section):
     max_file_bytes: int = Field(5 * 1024 * 1024, gt=0)
     carrier_patterns: tuple[CarrierPattern, ...] = ()
     marketplace_domains: tuple[str, ...] = ("aliexpress.com", "aliexpress.ru", "aliexpress.us")
+
+    @model_validator(mode="after")
+    def _cap_above_minimum(self) -> ChecksSettings:
+        if self.language_max_chars < self.language_min_letters:
+            raise ValueError(
+                "language_max_chars must be at least language_min_letters, or every "
+                "language verdict would be 'unknown'"
+            )
+        return self
 
 
 class QueueSettings(_Section):

@@ -64,7 +64,7 @@ class _Phrase:
     def parse(cls, phrase: str) -> _Phrase:
         """Raises ValueError for a phrase without letters or starting with `*`."""
         folded = fold(phrase).strip()
-        if not re.search(r"\w", folded.replace("*", "")):
+        if not re.search(r"[^\W\d_]", folded):
             raise ValueError(f"keyword {phrase!r} has no letters")
         if folded.startswith("*"):
             raise ValueError(f"keyword {phrase!r} starts with *")
