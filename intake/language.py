@@ -11,19 +11,13 @@ own words decide as well as the whole text at a fraction of the cost.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Sequence
 
-from langdetect import DetectorFactory, detect_langs
-from langdetect.detector_factory import init_factory
 from langdetect.lang_detect_exception import LangDetectException
 
 from config.settings import ChecksSettings
+from intake.langdetect_fast import detect_langs, factory
 from intake.types import LanguageVerdict
-
-# Every Detector copies the factory's seed and reseeds its own random.Random with it, so a
-# fixed seed makes detection a pure function of the text, in any thread.
-DetectorFactory.seed = 0
 
 UNKNOWN = "unknown"
 
@@ -57,19 +51,6 @@ _LETTER = re.compile(r"[^\W\d_]")
 _UNSPACED = re.compile(
     r"[\u0e00-\u0eff\u1100-\u11ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
 )
-
-_profiles_lock = threading.Lock()
-_profiles_loaded = False
-
-
-def _load_profiles() -> None:
-    """Load langdetect's profiles into its module-level factory, once per process."""
-    global _profiles_loaded
-    with _profiles_lock:
-        if not _profiles_loaded:
-            init_factory()
-            _profiles_loaded = True
-
 
 def clean_for_detection(text: str, max_chars: int) -> str:
     """`text` without links, e-mail addresses and digit-bearing tokens, whitespace collapsed,
@@ -124,7 +105,7 @@ class LanguageChecker:
         self._max_chars = checks.language_max_chars
         self._min_probability = checks.language_min_probability
         self._accepted = frozenset(code.strip().lower() for code in accepted)
-        _load_profiles()
+        factory()  # load the profiles now, not on the first message
 
     def accepts(self, code: str) -> bool:
         """True when `code` is accepted: exactly, or by its base language ("zh" takes "zh-tw")."""

@@ -10,15 +10,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
 from storage.models import ATTACHMENT, EVENT, MESSAGE, OUTBOX, TICKET
+
+# Statements the intake path runs for every message are built once: executing a prebuilt
+# statement with a parameter dict skips SQLAlchemy's per-call construction and coercion.
+_FIND_MESSAGE = select(MESSAGE.c.id, MESSAGE.c.ticket_id).where(
+    MESSAGE.c.message_id == bindparam("message_id")
+)
+_INSERT_TICKET = insert(TICKET).returning(TICKET.c.id)
+_INSERT_MESSAGE = insert(MESSAGE).returning(MESSAGE.c.id)
+_INSERT_ATTACHMENT = insert(ATTACHMENT)
+_INSERT_EVENT = insert(EVENT)
+_EVENT_DEFAULTS = {"message_pk": None, "actor": "claimdesk", "detail": {}}
 
 
 def find_message(conn: Connection, message_id: str) -> Row[Any] | None:
     """(id, ticket_id) of the stored message with this Message-ID, or None."""
-    query = select(MESSAGE.c.id, MESSAGE.c.ticket_id).where(MESSAGE.c.message_id == message_id)
-    return conn.execute(query).first()
+    return conn.execute(_FIND_MESSAGE, {"message_id": message_id}).first()
 
 
 def ticket_for_message_ids(conn: Connection, message_ids: Sequence[str]) -> int | None:
@@ -47,8 +57,7 @@ def get_ticket(conn: Connection, ticket_id: int, *, for_update: bool = False) ->
 
 
 def insert_ticket(conn: Connection, values: Mapping[str, Any]) -> int:
-    result = conn.execute(insert(TICKET).values(**values).returning(TICKET.c.id))
-    return int(result.scalar_one())
+    return int(conn.execute(_INSERT_TICKET, dict(values)).scalar_one())
 
 
 def update_ticket(conn: Connection, ticket_id: int, values: Mapping[str, Any]) -> None:
@@ -56,13 +65,12 @@ def update_ticket(conn: Connection, ticket_id: int, values: Mapping[str, Any]) -
 
 
 def insert_message(conn: Connection, values: Mapping[str, Any]) -> int:
-    result = conn.execute(insert(MESSAGE).values(**values).returning(MESSAGE.c.id))
-    return int(result.scalar_one())
+    return int(conn.execute(_INSERT_MESSAGE, dict(values)).scalar_one())
 
 
 def insert_attachments(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
-        conn.execute(insert(ATTACHMENT), list(rows))
+        conn.execute(_INSERT_ATTACHMENT, list(rows))
 
 
 def add_event(
@@ -76,23 +84,22 @@ def add_event(
     actor: str = "claimdesk",
 ) -> None:
     conn.execute(
-        insert(EVENT).values(
-            ticket_id=ticket_id,
-            message_pk=message_pk,
-            kind=kind,
-            at=at,
-            actor=actor,
-            detail=dict(detail or {}),
-        )
+        _INSERT_EVENT,
+        {
+            "ticket_id": ticket_id,
+            "message_pk": message_pk,
+            "kind": kind,
+            "at": at,
+            "actor": actor,
+            "detail": dict(detail or {}),
+        },
     )
 
 
 def add_events(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
-    rows = [
-        {"message_pk": None, "actor": "claimdesk", "detail": {}, **row} for row in rows
-    ]
-    if rows:
-        conn.execute(insert(EVENT), rows)
+    params = [{**_EVENT_DEFAULTS, **row} for row in rows]
+    if params:
+        conn.execute(_INSERT_EVENT, params)
 
 
 def list_tickets(
