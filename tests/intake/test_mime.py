@@ -18,9 +18,10 @@ from intake.mime_attachments import safe_filename
 from intake.mime_charset import codec_for, decode_text
 from intake.mime_headers import decode_words, message_id, message_ids
 from intake.types import ParsedMessage, Unparseable
+from tests.paths import SHARED_SAMPLES
 
 MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
-SAMPLES = Path("/work/shared/samples")
+SAMPLES = SHARED_SAMPLES
 SAMPLE_FILES = sorted(
     [*(SAMPLES / "flanker").rglob("*.eml"), *(SAMPLES / "cpython-email").glob("msg_*.txt")]
 )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -18,8 +17,9 @@ from hypothesis import strategies as st
 
 from intake.quotes import MAX_LINES, split_reply
 from intake.types import Quote
+from tests.paths import SHARED_SAMPLES
 
-SAMPLES = Path("/work/shared/samples/email_reply_parser")
+SAMPLES = SHARED_SAMPLES / "email_reply_parser"
 EMAILS = SAMPLES / "emails"
 EXPECTED: dict[str, dict] = {
     name: facts
