@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import UTC, datetime, timedelta
 
 from tests.mail import PNG_1PX
 
@@ -39,7 +39,10 @@ BODIES = {
         "actualiza desde hace semanas y el vendedor no responde. Solicito el reembolso "
         "completo de mi pedido. Gracias."
     ),
-    "zh": "您好，我购买的{item}一直没有收到，物流信息三周没有更新，卖家也不回复消息。请帮我退款，谢谢。",
+    "zh": (
+        "您好，我购买的{item}一直没有收到，物流信息三周没有更新，"
+        "卖家也不回复消息。请帮我退款，谢谢。"
+    ),
 }
 ITEMS = ["wireless headphones", "a phone case", "running shoes", "a smart watch", "a desk lamp"]
 SELLER_QUOTE = (
@@ -98,18 +101,25 @@ def generate(count: int, seed: int = 7, *, start: datetime | None = None) -> Ite
         msg = EmailMessage()
         msg["From"] = f"Buyer {index} <buyer{index}@example.org>"
         msg["To"] = rng.choice(
-            ["disputes@desk.example"] * 5 + ["support@desk.example"] * 3 + ["complaints@desk.example"]
+            ["disputes@desk.example"] * 5
+            + ["support@desk.example"] * 3
+            + ["complaints@desk.example"]
         )
-        msg["Subject"] = rng.choice(
-            ["Parcel not received", "Refund request", "Item not as described", "Order problem"]
-        ) + f" #{index}"
+        msg["Subject"] = (
+            rng.choice(
+                ["Parcel not received", "Refund request", "Item not as described", "Order problem"]
+            )
+            + f" #{index}"
+        )
         msg["Date"] = format_datetime(start + timedelta(seconds=index))
         msg["Message-ID"] = f"<bench-{seed}-{index}@example.org>"
         msg.set_content(body)
         if rng.random() < 0.5:
-            html = "<html><body>" + "".join(
-                f"<p>{line}</p>" for line in body.splitlines() if line
-            ) + "</body></html>"
+            html = (
+                "<html><body>"
+                + "".join(f"<p>{line}</p>" for line in body.splitlines() if line)
+                + "</body></html>"
+            )
             msg.add_alternative(html, subtype="html")
         if rng.random() < 0.35:
             photo = PNG_1PX + rng.randbytes(900)  # a small "photo": its bytes are not read

@@ -47,7 +47,7 @@ def baseline(messages: Sequence[bytes], directory: Path) -> float:
         text = body.get_content() if body is not None else ""
         try:
             language = detect_langs(text)[0].lang
-        except Exception:  # noqa: BLE001 - the prototype's own "no features" case
+        except Exception:
             language = "unknown"
         with Session(engine) as session:
             session.add(Row(message_id=str(msg["Message-ID"]), language=language, raw=data))
@@ -63,8 +63,10 @@ def claimdesk_ingest(messages: Sequence[bytes], directory: Path, batch: int) -> 
     from intake.types import RawMessage
 
     settings = build_settings(
-        {"database": {"url": f"sqlite:///{directory / 'cd.db'}"},
-         "desk": {"spool_dir": str(directory / "spool")}},
+        {
+            "database": {"url": f"sqlite:///{directory / 'cd.db'}"},
+            "desk": {"spool_dir": str(directory / "spool")},
+        },
         env={},
     )
     services = build_services(settings)
@@ -74,7 +76,9 @@ def claimdesk_ingest(messages: Sequence[bytes], directory: Path, batch: int) -> 
     for start in range(0, len(messages), batch):
         with services.engine.begin() as conn:
             for index, data in enumerate(messages[start : start + batch], start):
-                result = process(RawMessage(data=data, source=f"bench:{index}"), services, conn=conn)
+                result = process(
+                    RawMessage(data=data, source=f"bench:{index}"), services, conn=conn
+                )
                 kinds[result.kind] = kinds.get(result.kind, 0) + 1
     rate = len(messages) / (time.perf_counter() - started)
     print(f"  dispositions: {dict(sorted(kinds.items()))}")
@@ -92,8 +96,10 @@ def stage_split(messages: Sequence[bytes], directory: Path, batch: int) -> dict[
     from intake.types import CheckReport, RawMessage
 
     settings = build_settings(
-        {"database": {"url": f"sqlite:///{directory / 'split.db'}"},
-         "desk": {"spool_dir": str(directory / "spool2")}},
+        {
+            "database": {"url": f"sqlite:///{directory / 'split.db'}"},
+            "desk": {"spool_dir": str(directory / "spool2")},
+        },
         env={},
     )
     services = build_services(settings)
@@ -107,7 +113,7 @@ def stage_split(messages: Sequence[bytes], directory: Path, batch: int) -> dict[
                 t0 = clock()
                 parsed = parse_message(data, desk_domain=services.desk_domain)
                 t1 = clock()
-                language = checker._language.check(parsed.own_text)  # noqa: SLF001
+                language = checker._language.check(parsed.own_text)
                 t2 = clock()
                 fields = checker.fields(parsed)
                 evidence = evidence_report(parsed.attachments, 5, 5 * 1024 * 1024)
@@ -115,8 +121,13 @@ def stage_split(messages: Sequence[bytes], directory: Path, batch: int) -> dict[
                 route = services.router.route((), parsed, None)
                 t4 = clock()
                 raw = RawMessage(data=data, source="bench")
-                incoming = Incoming(raw, parsed, CheckReport(language, fields, evidence), route,
-                                    services.clock.now())
+                incoming = Incoming(
+                    raw,
+                    parsed,
+                    CheckReport(language, fields, evidence),
+                    route,
+                    services.clock.now(),
+                )
                 with conn.begin_nested():
                     record(conn, incoming, settings)
                 t5 = clock()

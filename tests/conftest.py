@@ -47,7 +47,7 @@ def pg_database() -> Iterator[str]:
         admin = make_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach it means "absent"
+    except Exception as exc:
         service_missing("postgresql", str(exc).splitlines()[0])
     name = f"claimdesk_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
@@ -100,7 +100,9 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
     """Settings from the defaults plus overrides: make_settings(desk={"timezone": ...})."""
 
     def factory(url: str | None = None, **tables: Any) -> Settings:
-        document: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in tables.items()}
+        document: dict[str, Any] = {
+            k: dict(v) if isinstance(v, dict) else v for k, v in tables.items()
+        }
         document.setdefault("database", {})["url"] = url or f"sqlite:///{tmp_path / 'cd.db'}"
         document.setdefault("desk", {}).setdefault("spool_dir", str(tmp_path / "spool"))
         return build_settings(document, env={})

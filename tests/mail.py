@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import UTC, datetime
 
 ORDER = "8123456789012345"
 TRACKING = "RR123456785CN"
@@ -69,5 +69,7 @@ def claim(
     if html:
         msg.add_alternative(html, subtype="html")
     for index in range(photos):
-        msg.add_attachment(PNG_1PX, maintype="image", subtype="png", filename=f"photo{index + 1}.png")
+        msg.add_attachment(
+            PNG_1PX, maintype="image", subtype="png", filename=f"photo{index + 1}.png"
+        )
     return bytes(msg)

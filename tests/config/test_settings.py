@@ -13,7 +13,11 @@ def test_defaults_have_the_four_queues_and_contract_keys() -> None:
     settings = load_settings(env={})
     assert set(settings.queues) == {"disputes", "complaints", "security", "general"}
     assert settings.fallback_queue() == "general"
-    assert settings.queues["disputes"].required == ("order_number", "tracking_number", "product_url")
+    assert settings.queues["disputes"].required == (
+        "order_number",
+        "tracking_number",
+        "product_url",
+    )
     assert settings.queues["complaints"].required == ("product_url", "store_url")
     assert settings.desk.accepted_languages == ("en",)
     assert settings.smtp.port == 2525 and settings.smtp.host == "127.0.0.1"
@@ -45,7 +49,10 @@ def test_a_file_merges_over_the_defaults(tmp_path: Path) -> None:
         ({"desk": {"colour": "red"}}, "desk.colour: unknown key"),
         ({"queues": {"a": {"required": ["shoe_size"], "fallback": True}}}, "queues.a.required"),
         ({"queues": {"a": {"fallback": False}}}, "exactly one queue needs fallback"),
-        ({"checks": {"carrier_patterns": [{"name": "x", "pattern": "("}]}}, "checks.carrier_patterns.0.pattern"),
+        (
+            {"checks": {"carrier_patterns": [{"name": "x", "pattern": "("}]}},
+            "checks.carrier_patterns.0.pattern",
+        ),
         ({"mailboxes": [{"name": "m", "after": "delete"}]}, "mailboxes.0.after"),
     ],
 )

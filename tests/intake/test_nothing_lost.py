@@ -21,7 +21,7 @@ MALFORMED = [
     b"\r\n\r\n",
     b"Subject: only a subject\r\n\r\nbody",
     b"From: \r\nTo: disputes@desk.example\r\n\r\nno sender",
-    b"From: buyer@example.org\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--x\r\n",
+    b'From: buyer@example.org\r\nContent-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\n',
     b"From: buyer@example.org\r\nContent-Type: text/plain; charset=no-such-charset\r\n\r\n\xff\xfe",
     b"From: =?utf-8?B?broken?= <b@example.org>\r\nSubject: =?koi8-r?Q?=F0=D2=C9?=\r\n\r\nx",
     b"From: buyer@example.org\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!",
@@ -35,7 +35,9 @@ MALFORMED = [
 def _sample_files() -> list[Path]:
     found = []
     for folder in ("flanker", "cpython-email"):
-        found += sorted(p for p in (SHARED_SAMPLES / folder).rglob("*") if p.is_file() and p.suffix != ".md")
+        found += sorted(
+            p for p in (SHARED_SAMPLES / folder).rglob("*") if p.is_file() and p.suffix != ".md"
+        )
     return found
 
 
@@ -61,20 +63,26 @@ def test_a_mailbox_of_malformed_and_sample_messages_is_all_kept(services: Servic
     assert kinds.get("stored", 0) + kinds.get("needs_info", 0) >= 70
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(max_size=4000))
 def test_arbitrary_bytes_never_raise_out_of_process(sqlite_services: Services, data: bytes) -> None:
     result = process(RawMessage(data=data, source="hypothesis"), sqlite_services)
     assert result.kind in ("stored", "needs_info", "duplicate", "quarantined")
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     index=st.integers(min_value=0, max_value=80),
     cut=st.integers(min_value=0, max_value=5000),
     noise=st.binary(min_size=1, max_size=40),
 )
-def test_mutated_samples_never_raise(sqlite_services: Services, index: int, cut: int, noise: bytes) -> None:
+def test_mutated_samples_never_raise(
+    sqlite_services: Services, index: int, cut: int, noise: bytes
+) -> None:
     files = _sample_files()
     data = files[index % len(files)].read_bytes()
     cut = min(cut, len(data))
@@ -114,7 +122,12 @@ def test_mutated_samples_never_raise(sqlite_services: Services, index: int, cut:
             "en",
         ),
     ],
-    ids=["short-english", "english-with-russian-signature", "russian-with-english-subject", "mixed-quotes"],
+    ids=[
+        "short-english",
+        "english-with-russian-signature",
+        "russian-with-english-subject",
+        "mixed-quotes",
+    ],
 )
 def test_language_cases_through_the_pipeline(
     sqlite_services: Services, body: str, subject: str, verdict: str, language: str

@@ -114,9 +114,7 @@ def test_ref_of_someone_elses_ticket_does_not_join_it(services: Services) -> Non
     assert "thread_ref_ignored" in events(services, second.ticket)  # type: ignore[arg-type]
 
 
-def test_message_on_answered_ticket_reopens_with_a_new_clock(
-    services: Services, clock
-) -> None:
+def test_message_on_answered_ticket_reopens_with_a_new_clock(services: Services, clock) -> None:
     first = run(services, claim(message_id="<a1@example.org>"), ("disputes@desk.example",))
     tid = ticket_id_from_ref(first.ticket)
     with services.engine.begin() as conn:
@@ -132,9 +130,7 @@ def test_message_on_answered_ticket_reopens_with_a_new_clock(
     assert "reopened" in events(services, first.ticket)
 
 
-def test_due_date_follows_the_desk_wall_clock_across_dst(
-    make_services, db_url: str, clock
-) -> None:
+def test_due_date_follows_the_desk_wall_clock_across_dst(make_services, db_url: str, clock) -> None:
     # 2026-03-02 09:30 UTC is 10:30 in Berlin (CET); 30 days later is CEST: still 10:30 local.
     services = make_services(db_url, desk={"timezone": "Europe/Berlin"})
     result = run(services, claim())
@@ -163,9 +159,7 @@ def test_garbage_is_quarantined_with_its_exact_bytes(services: Services) -> None
     assert [e.id for e in services.spool.list()] == [result.quarantine_id]
 
 
-def test_database_down_quarantines_instead_of_losing(
-    make_services, tmp_path: Path
-) -> None:
+def test_database_down_quarantines_instead_of_losing(make_services, tmp_path: Path) -> None:
     services = make_services(f"sqlite:///{tmp_path / 'db.sqlite'}")
     services.engine.dispose()
     (tmp_path / "db.sqlite").unlink()
@@ -190,7 +184,10 @@ def test_nothing_kept_raises_not_kept(make_services, tmp_path: Path) -> None:
 def test_route_rule_and_reason_are_stored(services: Services) -> None:
     result = run(
         services,
-        claim(subject="My account was hacked", body="Someone logged into my account and changed the password."),
+        claim(
+            subject="My account was hacked",
+            body="Someone logged into my account and changed the password.",
+        ),
         ("support@desk.example",),
     )
     row = ticket(services, result.ticket)
@@ -200,7 +197,9 @@ def test_route_rule_and_reason_are_stored(services: Services) -> None:
 
 
 def test_field_only_in_the_desk_quote_does_not_count(services: Services) -> None:
-    first = run(services, claim(order=None, message_id="<q1@example.org>"), ("disputes@desk.example",))
+    first = run(
+        services, claim(order=None, message_id="<q1@example.org>"), ("disputes@desk.example",)
+    )
     assert isinstance(first, NeedsInfo)
     body = (
         "I do not know where to find it.\n\n"

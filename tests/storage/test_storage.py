@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select
 
+from storage import repo
 from storage.engine import make_engine
 from storage.models import TICKET, ticket_id_from_ref, ticket_ref
 from storage.schema import current_revision, ensure_schema, head_revision, upgrade
 from storage.spool import Spool, SpoolError
-from storage import repo
 
 
 def _ticket(at: datetime) -> dict:
@@ -96,8 +96,14 @@ def test_refs_are_unique_per_row(db_url: str) -> None:
 def test_spool_keeps_exact_bytes_and_metadata(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     data = bytes(range(256)) * 10
-    entry = spool.keep(data, stage="parse", reason="why", source="test",
-                       received_at=datetime(2026, 1, 1, tzinfo=UTC), envelope_to=("a@b",))
+    entry = spool.keep(
+        data,
+        stage="parse",
+        reason="why",
+        source="test",
+        received_at=datetime(2026, 1, 1, tzinfo=UTC),
+        envelope_to=("a@b",),
+    )
     assert spool.raw(entry.id) == data
     assert spool.get(entry.id) == entry
     assert [e.id for e in spool.list()] == [entry.id]
