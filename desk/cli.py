@@ -19,6 +19,7 @@ from desk.sources import Source, expand
 from desk.views import event_json, message_json, ticket_json
 from intake.process import NotKept, process
 from intake.types import Disposition, RawMessage
+from routing.router import build_rules
 from storage import repo
 from storage.models import ticket_id_from_ref
 from storage.schema import upgrade
@@ -32,8 +33,11 @@ class Context:
     def __init__(self, config_path: str | None) -> None:
         try:
             self.settings: Settings = load_settings(config_path)
+            build_rules(self.settings)  # keyword lists are checked here, before any work
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from exc
+        except ValueError as exc:
+            raise click.UsageError(f"invalid configuration: {exc}") from exc
         self._services: Services | None = None
 
     @property
