@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.types import RawBytes, UTCDateTime
@@ -132,7 +132,10 @@ class Event(SQLModel, table=True):
     """The audit trail: one row per thing that happened to a ticket, never updated."""
 
     __tablename__ = "event"
-    __table_args__ = (Index("ix_event_ticket_kind", "ticket_id", "kind"),)
+    __table_args__ = (
+        Index("ix_event_ticket_kind", "ticket_id", "kind"),
+        Index("ix_event_kind_at", "kind", "at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(sa_column=Column(Integer, ForeignKey("ticket.id"), nullable=False))
@@ -199,3 +202,23 @@ class ImapCursor(SQLModel, table=True):
 
 
 IMAP_CURSOR = ImapCursor.__table__  # type: ignore[attr-defined]
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a scheduled job for one scheduled time: the unique key makes a missed
+    report run once after downtime (not once per missed day) and never twice when several
+    processes run the scheduler."""
+
+    __tablename__ = "job_run"
+    __table_args__ = (UniqueConstraint("job_id", "scheduled_for", name="uq_job_run"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str
+    scheduled_for: datetime = _utc()
+    started_at: datetime = _utc()
+    detail: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, default=_empty_dict)
+    )
+
+
+JOB_RUN = JobRun.__table__  # type: ignore[attr-defined]
