@@ -181,6 +181,41 @@ class RelaySettings(_Section):
     max_auto_replies_per_day: int = Field(5, ge=0)
 
 
+class OutboundSettings(_Section):
+    from_name: str = "Claims Desk"
+    envelope_from: str = ""
+    templates_dir: str = ""
+    poll_seconds: float = Field(1.0, gt=0)
+    batch_size: int = Field(10, gt=0)
+    timeout_seconds: float = Field(60.0, gt=0)
+    lock_seconds: float = Field(600.0, gt=0)
+    retry_base_seconds: float = Field(60.0, gt=0)
+    retry_max_seconds: float = Field(3600.0, gt=0)
+    max_attempts: int = Field(10, gt=0)
+
+    @field_validator("from_name", "envelope_from")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must not contain control characters (CR, LF, ...)")
+        return value.strip()
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _existing_dir(cls, value: str) -> str:
+        if value and not Path(value).is_dir():
+            raise ValueError(f"no such directory: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _lock_outlives_a_send(self) -> OutboundSettings:
+        # A claimed row whose lock expires is sent again by another worker: the lock must
+        # outlast one SMTP conversation (several commands, each up to timeout_seconds).
+        if self.lock_seconds < 5 * self.timeout_seconds:
+            raise ValueError("lock_seconds must be at least 5 x timeout_seconds")
+        return self
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -190,6 +225,20 @@ class ReportsSettings(_Section):
     sla_cron: str = "0 7 * * *"
     recipients: tuple[str, ...] = ()
     out_dir: str = "reports"
+
+    @field_validator("sla_cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("must be a cron expression of 5 fields, e.g. '0 7 * * *'")
+        return value
+
+
+class SchedulerSettings(_Section):
+    enabled: bool = True
+    sla_sweep_minutes: float = Field(15.0, gt=0)
+    outbox_retry_seconds: float = Field(30.0, gt=0)
+    misfire_grace_seconds: int = Field(3600, gt=0)
 
 
 class Settings(_Section):
@@ -201,8 +250,10 @@ class Settings(_Section):
     routing: RoutingSettings = RoutingSettings()
     mailboxes: tuple[MailboxSettings, ...] = ()
     relay: RelaySettings = RelaySettings()
+    outbound: OutboundSettings = OutboundSettings()
     web: WebSettings = WebSettings()
     reports: ReportsSettings = ReportsSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
 
     def fallback_queue(self) -> str:
         """The queue that takes mail no rule claimed (validated to exist exactly once)."""
@@ -266,6 +317,12 @@ def _check_queues(settings: Settings) -> None:
     for name in settings.routing.order:
         if name not in settings.queues:
             raise ConfigError(f"invalid configuration: routing.order: unknown queue {name!r}")
+    names = [m.name for m in settings.mailboxes]
+    for name in {n for n in names if names.count(n) > 1}:
+        raise ConfigError(
+            f"invalid configuration: mailboxes: name {name!r} is used twice (it keys the "
+            "import cursor)"
+        )
     for mailbox in settings.mailboxes:
         if mailbox.queue and mailbox.queue not in settings.queues:
             raise ConfigError(

@@ -135,6 +135,68 @@ def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"{len(sources)} message(s): {summary}")
 
 
+# -- fetch --------------------------------------------------------------------------------
+
+
+class _FetchBar:
+    """One click progress bar per mailbox, drawn only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def found(self, mailbox: str, count: int) -> None:
+        self.close()
+        if not count:
+            return
+        self._bar = click.progressbar(
+            length=count,
+            label=f"fetching {mailbox}",
+            file=sys.stderr,
+            hidden=not sys.stderr.isatty(),
+        )
+        self._bar.__enter__()
+
+    def processed(self, mailbox: str, disposition: Disposition) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+@cli.command()
+@click.option("--mailbox", "names", multiple=True, help="Only this mailbox (repeatable).")
+@pass_ctx
+def fetch(obj: Context, names: tuple[str, ...]) -> None:
+    """One IMAP pass now over the configured mailboxes; exit 1 if any of them failed."""
+    from intake.imap_poller import fetch_once
+    from intake.imap_session import ImapFault
+
+    configured = {mb.name: mb for mb in obj.settings.mailboxes}
+    if not configured:
+        raise click.UsageError("no [[mailboxes]] in the configuration")
+    for name in names:
+        if name not in configured:
+            raise click.UsageError(f"unknown mailbox {name!r}; known: {', '.join(configured)}")
+    failed = False
+    for mailbox in [configured[n] for n in names] if names else configured.values():
+        bar = _FetchBar()
+        try:
+            report = fetch_once(obj.services, mailbox, progress=bar)
+        except ImapFault as exc:
+            click.echo(f"claimdesk: {exc}", err=True)
+            failed = True
+            continue
+        finally:
+            bar.close()
+        click.echo(report.summary())
+        failed = failed or bool(report.undelivered)
+    if failed:
+        raise SystemExit(1)
+
+
 # -- tickets ------------------------------------------------------------------------------
 
 
@@ -307,8 +369,7 @@ def quarantine_release(obj: Context, entry_ids: tuple[str, ...], as_json: bool) 
         except NotKept as exc:
             _fail(f"{entry_id}: still cannot be kept: {exc}")
         if disposition.kind == "quarantined":
-            # The retry was quarantined again as a new entry; keep only the original.
-            services.spool.delete(disposition.quarantine_id)  # type: ignore[union-attr]
+            # Still not processable: the spool keeps the same bytes once, as this entry.
             failed = True
         else:
             services.spool.mark_released(entry_id)

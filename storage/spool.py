@@ -80,8 +80,14 @@ class Spool:
         queue_hint: str | None = None,
         traceback: str = "",
     ) -> QuarantineEntry:
-        """Write the bytes and their metadata; raises SpoolError when they could not be kept."""
+        """Write the bytes and their metadata; raises SpoolError when they could not be kept.
+
+        The same bytes already waiting in the spool are not kept twice: their entry is
+        returned (an IMAP batch rolled back and fetched again, a sender retrying)."""
         sha = hashlib.sha256(data).hexdigest()
+        existing = self._waiting_with(sha)
+        if existing is not None:
+            return existing
         entry_id = f"{received_at:%Y%m%dT%H%M%S}-{sha[:12]}-{secrets.token_hex(2)}"
         entry = QuarantineEntry(
             id=entry_id,
@@ -107,6 +113,15 @@ class Spool:
         except OSError as exc:
             raise SpoolError(f"quarantine spool {self.directory}: {exc}") from exc
         return entry
+
+    def _waiting_with(self, sha: str) -> QuarantineEntry | None:
+        if not self.directory.is_dir():
+            return None
+        for path in self.directory.glob(f"*-{sha[:12]}-*.eml"):
+            entry = self._entry(path.stem)
+            if entry.sha256 == sha:
+                return entry
+        return None
 
     def list(self) -> list[QuarantineEntry]:
         """Entries waiting in the spool, oldest first."""

@@ -65,7 +65,10 @@ def pg_database() -> Iterator[str]:
 def _empty_pg(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(
-            text("TRUNCATE attachment, event, outbox, message, ticket RESTART IDENTITY CASCADE")
+            text(
+                "TRUNCATE attachment, event, outbox, message, ticket, imap_cursor, job_run "
+                "RESTART IDENTITY CASCADE"
+            )
         )
 
 

@@ -138,3 +138,15 @@ def test_migrations_match_the_models(db_url: str) -> None:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
     engine.dispose()
+
+
+def test_spool_keeps_the_same_bytes_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    first = spool.keep(b"same", stage="parse", reason="r", source="a", received_at=at)
+    again = spool.keep(b"same", stage="store", reason="r2", source="b", received_at=at)
+    other = spool.keep(b"other", stage="parse", reason="r", source="c", received_at=at)
+    assert again == first and other.id != first.id
+    assert len(spool.list()) == 2
+    spool.mark_released(first.id)
+    assert spool.keep(b"same", stage="parse", reason="r", source="d", received_at=at).id != first.id
