@@ -18,10 +18,12 @@ from langdetect.detector import Detector
 from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
 from langdetect.lang_detect_exception import ErrorCode, LangDetectException
 from langdetect.language import Language
+from langdetect.utils.ngram import NGram
 
 SEED = 0  # langdetect samples n-grams at random; a fixed seed makes it a pure function
 _ARRAY_CACHE_LIMIT = 50_000  # n-gram weight vectors kept (~0.5 KB each)
 
+_normalised: dict[str, str] = {}  # NGram.normalize is a pure function of one character
 _lock = threading.Lock()
 _factory: DetectorFactory | None = None
 _arrays: dict[str, Any] = {}
@@ -38,6 +40,39 @@ def _weights(word: str, table: dict[str, list[float]]) -> Any:
 
 class FastDetector(Detector):  # type: ignore[misc]
     """Detector whose `_detect_block` runs the unchanged algorithm on NumPy vectors."""
+
+    def _extract_ngrams(self) -> list[str]:
+        """langdetect's NGram buffer (1- to 3-grams, capitalised words skipped), inlined,
+        with each character's normalisation looked up once per process."""
+        table = self.word_lang_prob_map
+        result: list[str] = []
+        grams = " "
+        capital = False
+        for raw in self.text:
+            ch = _normalised.get(raw)
+            if ch is None:
+                ch = _normalised[raw] = NGram.normalize(raw)
+            last = grams[-1]
+            if last == " ":
+                grams = " "
+                capital = False
+                if ch == " ":
+                    continue
+            elif len(grams) >= NGram.N_GRAM:
+                grams = grams[1:]
+            grams += ch
+            if ch.isupper():
+                if last.isupper():
+                    capital = True
+            else:
+                capital = False
+            if capital:
+                continue
+            for n in range(1, len(grams) + 1):
+                gram = grams[-n:]
+                if gram != " " and gram in table:
+                    result.append(gram)
+        return result
 
     def _detect_block(self) -> None:
         self.cleaning_text()
