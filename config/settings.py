@@ -179,6 +179,14 @@ class RelaySettings(_Section):
     username: str = ""
     password_env: str = ""
     max_auto_replies_per_day: int = Field(5, ge=0)
+    ca_file: str = ""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _existing_file(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
 
 
 class OutboundSettings(_Section):
@@ -225,6 +233,7 @@ class ReportsSettings(_Section):
     sla_cron: str = "0 7 * * *"
     recipients: tuple[str, ...] = ()
     out_dir: str = "reports"
+    period_days: int = Field(30, gt=0)
 
     @field_validator("sla_cron")
     @classmethod

@@ -7,6 +7,7 @@ an edge builds it once and reuses it for every message.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,8 @@ class Services:
     checker: Checker
     router: Router
     clock: Clock = field(default_factory=SystemClock)
+    # Set by process() after a commit that may have queued mail: wakes the mailer thread.
+    outbox_signal: threading.Event = field(default_factory=threading.Event)
 
     @property
     def desk_domain(self) -> str:

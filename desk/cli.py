@@ -15,6 +15,7 @@ import click
 
 from config.settings import ConfigError, Settings, load_settings
 from config.wiring import Services, build_services
+from desk.cli_staff import register as register_staff_commands
 from desk.sources import Source, expand
 from desk.views import event_json, message_json, ticket_json
 from intake.process import NotKept, process
@@ -385,6 +386,85 @@ def quarantine_release(obj: Context, entry_ids: tuple[str, ...], as_json: bool) 
         raise SystemExit(1)
 
 
+# -- outbox -------------------------------------------------------------------------------
+
+
+@cli.group()
+def outbox() -> None:
+    """Mail the desk sends: waiting, sent, failed."""
+
+
+@outbox.command("list")
+@click.option(
+    "--status", type=click.Choice(["pending", "sending", "sent", "failed", "bounced"]), default=None
+)
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of outbox rows.")
+@pass_ctx
+def outbox_list(obj: Context, status: str | None, as_json: bool) -> None:
+    from outbound.views import outbox_json
+    from storage import outbox_repo
+
+    with obj.services.engine.connect() as conn:
+        items = [outbox_json(r) for r in outbox_repo.list_rows(conn, status=status)]
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=1))
+        return
+    for item in items:
+        click.echo(
+            f"{item['id']:>6}  {item['status']:<8} {item['kind']:<16} {item['ticket'] or '-':<10} "
+            f"{item['recipient']:<30} attempts={item['attempts']}  {item['subject'][:60]}"
+            + (f"  [{item['last_error'][:80]}]" if item["last_error"] else "")
+        )
+    click.echo(f"{len(items)} outbox row(s)", err=True)
+
+
+@outbox.command("send")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
+@pass_ctx
+def outbox_send(obj: Context, as_json: bool) -> None:
+    """Send every due row once through [relay]; exit 1 when no relay is configured or the
+    relay could not be used (the rows stay pending)."""
+    from outbound.mailer import default_worker_id, drain_outbox
+
+    if not obj.settings.relay.host:
+        _fail("no relay.host configured: replies stay in the outbox (claimdesk outbox list)")
+    counts = drain_outbox(obj.services, default_worker_id())
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "sent": counts.sent,
+                    "retried": counts.retried,
+                    "failed": counts.failed,
+                    "relay_error": counts.relay_error or None,
+                }
+            )
+        )
+    else:
+        click.echo(f"sent {counts.sent}, retry later {counts.retried}, failed {counts.failed}")
+    if counts.relay_error:
+        _fail(f"relay: {counts.relay_error}")
+
+
+# -- serve --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes sharing the SMTP port (SO_REUSEPORT).",
+)
+@pass_ctx
+def serve(obj: Context, workers: int) -> None:
+    """Run SMTP/LMTP intake (and every other configured component) until SIGTERM/SIGINT."""
+    from desk.serve import run
+
+    raise SystemExit(run(obj.settings, workers=workers))
+
+
 # -- db -----------------------------------------------------------------------------------
 
 
@@ -400,6 +480,9 @@ def db_upgrade(obj: Context) -> None:
 
     revision = upgrade(make_engine(obj.settings.database.url))
     click.echo(f"database at revision {revision}")
+
+
+register_staff_commands(cli, pass_ctx)
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ from config.wiring import Services
 from intake.mime import parse_message
 from intake.record import Incoming, record
 from intake.types import Disposition, Duplicate, ParsedMessage, Quarantined, RawMessage, Unparseable
+from outbound.bounce import looks_like_bounce, read_bounce
+from outbound.bounce_record import record_bounce
 from storage.spool import SpoolError
 
 log = logging.getLogger("intake.process")
@@ -57,6 +59,9 @@ def process(raw: RawMessage, services: Services, *, conn: Connection | None = No
             parsed = _with_sender(parsed, raw.envelope_from)
         if not parsed.from_address:
             return _quarantine(raw, services, "parse", "no sender address", label, started)
+        if looks_like_bounce(parsed):
+            stage = "bounce"
+            return _bounce(raw, parsed, services, conn, label, started)
         stage = "checks"
         report = services.checker.run(parsed)
         stage = "route"
@@ -64,9 +69,12 @@ def process(raw: RawMessage, services: Services, *, conn: Connection | None = No
         stage = "store"
         assert raw.received_at is not None
         incoming = Incoming(raw, parsed, report, decision, raw.received_at)
+        now = services.clock.now()
         disposition = _in_transaction(
-            services, conn, lambda c: record(c, incoming, services.settings)
+            services, conn, lambda c: record(c, incoming, services.settings, now=now)
         )
+        if conn is None:
+            services.outbox_signal.set()  # committed: a queued reply can go out now
     except IntegrityError:
         # Another worker stored the same Message-ID between our lookup and our insert.
         disposition = Duplicate(ticket=_ticket_of(services, conn, label), message_id=label)
@@ -82,6 +90,31 @@ def process(raw: RawMessage, services: Services, *, conn: Connection | None = No
         )
     _log(label, raw, disposition, started)
     return disposition
+
+
+def _bounce(
+    raw: RawMessage,
+    parsed: ParsedMessage,
+    services: Services,
+    conn: Connection | None,
+    label: str,
+    started: float,
+) -> Disposition:
+    """A bounce joins the ticket whose reply bounced, or waits in quarantine; it never
+    opens a ticket (outbound/bounce_record.py). Exceptions go to process()'s handler."""
+    report = read_bounce(raw.data, parsed, services.desk_domain)
+    assert raw.received_at is not None
+    at = raw.received_at
+    try:
+        outcome = _in_transaction(
+            services, conn, lambda c: record_bounce(c, raw, parsed, report, at)
+        )
+    except IntegrityError:
+        outcome = Duplicate(ticket=_ticket_of(services, conn, label), message_id=label)
+    if outcome is None:
+        return _quarantine(raw, services, "bounce", "bounce for unknown message", label, started)
+    _log(label, raw, outcome, started)
+    return outcome
 
 
 def _in_transaction(

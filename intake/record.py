@@ -26,7 +26,9 @@ from intake.types import (
     RouteDecision,
     Stored,
 )
+from outbound.auto_reply import auto_reply
 from routing.lifecycle import on_buyer_message
+from routing.replies import TicketChange
 from routing.threading import thread_keys
 from scheduler.sla import due_at
 from storage import repo
@@ -53,16 +55,19 @@ class Incoming:
 
 
 def record(
-    conn: Connection, incoming: Incoming, settings: Settings
+    conn: Connection, incoming: Incoming, settings: Settings, *, now: datetime | None = None
 ) -> Stored | NeedsInfo | Duplicate:
+    """`now` (the injected clock's) stamps queued replies and their rate-limit window;
+    default: the message's `received_at`."""
     parsed = incoming.parsed
     existing = repo.find_message(conn, parsed.message_id)
-    if existing is not None:
+    if existing is not None:  # a duplicate never gets a reply either
         return Duplicate(ticket=ticket_ref(existing.ticket_id), message_id=parsed.message_id)
+    now = now or incoming.received_at
     ticket, thread_note = _find_thread(conn, parsed)
     if ticket is None:
-        return _create(conn, incoming, settings, thread_note)
-    return _join(conn, incoming, settings, ticket)
+        return _create(conn, incoming, settings, thread_note, now)
+    return _join(conn, incoming, settings, ticket, now)
 
 
 def _find_thread(conn: Connection, parsed: ParsedMessage) -> tuple[Row[Any] | None, str]:
@@ -173,7 +178,7 @@ def _failed_checks(incoming: Incoming, missing: tuple[str, ...]) -> dict[str, An
 
 
 def _create(
-    conn: Connection, incoming: Incoming, settings: Settings, thread_note: str
+    conn: Connection, incoming: Incoming, settings: Settings, thread_note: str, now: datetime
 ) -> Stored | NeedsInfo:
     parsed, report, route = incoming.parsed, incoming.report, incoming.route
     queue = settings.queues[route.queue]
@@ -181,29 +186,27 @@ def _create(
     needs_info = bool(missing) or not report.language.ok
     transition = on_buyer_message(None, needs_info)
     at = incoming.received_at
-    ticket_id = repo.insert_ticket(
-        conn,
-        {
-            "queue": route.queue,
-            "status": transition.status,
-            "subject": parsed.subject,
-            "sender": parsed.from_address,
-            "language": report.language.code,
-            "language_probability": report.language.probability,
-            "language_ok": report.language.ok,
-            **{name: list(getattr(report.fields, name)) for name in _FIELD_LISTS},
-            "missing_fields": list(missing),
-            "attachments": report.evidence.files,
-            "photos": report.evidence.photos,
-            "route_rule": route.rule,
-            "route_reason": route.reason,
-            "received_at": at,
-            "clock_started_at": at,
-            "due_at": due_at(at, queue.reply_within_days, settings.desk.tz),
-            "updated_at": at,
-            "sla_state": "on_track",
-        },
-    )
+    values: dict[str, Any] = {
+        "queue": route.queue,
+        "status": transition.status,
+        "subject": parsed.subject,
+        "sender": parsed.from_address,
+        "language": report.language.code,
+        "language_probability": report.language.probability,
+        "language_ok": report.language.ok,
+        **{name: list(getattr(report.fields, name)) for name in _FIELD_LISTS},
+        "missing_fields": list(missing),
+        "attachments": report.evidence.files,
+        "photos": report.evidence.photos,
+        "route_rule": route.rule,
+        "route_reason": route.reason,
+        "received_at": at,
+        "clock_started_at": at,
+        "due_at": due_at(at, queue.reply_within_days, settings.desk.tz),
+        "updated_at": at,
+        "sla_state": "on_track",
+    }
+    ticket_id = repo.insert_ticket(conn, values)
     message_pk = _store_message(conn, incoming, ticket_id)
     events: list[dict[str, Any]] = [
         {
@@ -220,6 +223,14 @@ def _create(
     failed = _failed_checks(incoming, missing)
     if failed:
         events.append({"kind": "checks_failed", "detail": failed})
+    change = TicketChange(
+        missing_fields=missing,
+        language_ok=report.language.ok,
+        language=report.language.code,
+        invalid_tracking_numbers=report.fields.invalid_tracking_numbers,
+        evidence=report.evidence,
+    )
+    events += _reply(conn, incoming, settings, {"id": ticket_id, **values}, change, now)
     repo.add_events(
         conn, [{"ticket_id": ticket_id, "message_pk": message_pk, "at": at, **e} for e in events]
     )
@@ -236,7 +247,7 @@ def _merged(ticket: Row[Any], fields: ClaimFields) -> dict[str, list[str]]:
 
 
 def _join(
-    conn: Connection, incoming: Incoming, settings: Settings, ticket: Row[Any]
+    conn: Connection, incoming: Incoming, settings: Settings, ticket: Row[Any], now: datetime
 ) -> Stored | NeedsInfo:
     parsed, report = incoming.parsed, incoming.report
     queue = settings.queues.get(ticket.queue) or settings.queues[settings.fallback_queue()]
@@ -292,10 +303,42 @@ def _join(
     failed = _failed_checks(incoming, missing)
     if failed:
         events.append({"kind": "checks_failed", "detail": failed})
+    change = TicketChange(
+        missing_fields=missing,
+        language_ok=language_ok,
+        language=values.get("language", ticket.language),
+        invalid_tracking_numbers=report.fields.invalid_tracking_numbers,
+        evidence=report.evidence,
+        # A reopened ticket is a new claim: acknowledged like one.
+        before_missing=None if transition.reopened else tuple(sorted(ticket.missing_fields)),
+        before_language_ok=None if transition.reopened else ticket.language_ok,
+    )
+    events += _reply(conn, incoming, settings, {**ticket._mapping, **values}, change, now)
     repo.add_events(
         conn, [{"ticket_id": ticket.id, "message_pk": message_pk, "at": at, **e} for e in events]
     )
     return _outcome(ticket.id, parsed.message_id, False, transition.reopened, missing, language_ok)
+
+
+def _reply(
+    conn: Connection,
+    incoming: Incoming,
+    settings: Settings,
+    ticket: dict[str, Any],
+    change: TicketChange,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The auto-reply step (outbound/auto_reply.py); `ticket` is the row as this transaction
+    leaves it. Returns its events (`reply_queued` or `reply_skipped`) for the batch."""
+    return auto_reply(
+        conn,
+        settings,
+        ticket=ticket,
+        parsed=incoming.parsed,
+        envelope_from=incoming.raw.envelope_from,
+        change=change,
+        now=now,
+    )
 
 
 def _outcome(

@@ -5,10 +5,10 @@ date tells what stood then (a ticket answered later counts as unanswered at that
 
 - open: received by `as_of`, not answered and not closed by then (the clock was running);
 - due within 7 days / breached: open, with the deadline in the next 7 days / already passed;
-- answered, answered on time (% of answered): first staff answer by `as_of`, on or before
-  the deadline;
-- median and 90th percentile of hours from the clock's start to the first answer;
-- extensions granted: `extended` events by `as_of`;
+- answered, answered on time (% of answered): first staff answers given in the report period
+  (`reports.period_days` up to `as_of`), and those on or before the deadline;
+- median and 90th percentile of hours from the clock's start to those first answers;
+- extensions granted in the period: `extended` events;
 - quarantined: messages in the spool, attributed to a queue by their desk recipient.
 """
 
@@ -68,6 +68,7 @@ class TicketLine:
 class SlaReport:
     as_of: str
     timezone: str
+    period_days: int
     queues: list[QueueFigures]
     total: QueueFigures
     at_risk: list[TicketLine] = field(default_factory=list)
@@ -81,46 +82,53 @@ def _percentile(sorted_values: Sequence[float], fraction: float) -> float | None
     return round(sorted_values[int(rank) - 1], 2)
 
 
-def _counts(conn: Connection, as_of: datetime) -> dict[str, dict[str, int]]:
+def _open_at(as_of: datetime) -> Any:
+    """Received by `as_of`, and neither answered nor closed by then: the clock was running.
+    (Written so the answered_at index serves both arms of the OR.)"""
     t = TICKET.c
-    received = t.received_at <= as_of
-    running = and_(
-        received,
+    return and_(
         or_(t.answered_at.is_(None), t.answered_at > as_of),
+        t.received_at <= as_of,
         or_(t.closed_at.is_(None), t.closed_at > as_of),
     )
-    answered = and_(received, t.answered_at.is_not(None), t.answered_at <= as_of)
+
+
+def _open_counts(conn: Connection, as_of: datetime) -> dict[str, dict[str, int]]:
+    t = TICKET.c
 
     def count(condition: Any) -> Any:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
-    query = select(
-        t.queue,
-        count(running),
-        count(and_(running, t.due_at >= as_of, t.due_at < as_of + timedelta(days=AT_RISK_DAYS))),
-        count(and_(running, t.due_at < as_of)),
-        count(answered),
-        count(and_(answered, t.answered_at <= t.due_at)),
-    ).group_by(t.queue)
-    names = ("open", "due_within_7_days", "breached", "answered", "answered_on_time")
+    soon = and_(t.due_at >= as_of, t.due_at < as_of + timedelta(days=AT_RISK_DAYS))
+    query = (
+        select(t.queue, func.count(), count(soon), count(t.due_at < as_of))
+        .where(_open_at(as_of))
+        .group_by(t.queue)
+    )
+    names = ("open", "due_within_7_days", "breached")
     return {row[0]: dict(zip(names, map(int, row[1:]), strict=True)) for row in conn.execute(query)}
 
 
-def _answer_hours(conn: Connection, as_of: datetime) -> dict[str, list[float]]:
+def _answers(
+    conn: Connection, since: datetime, as_of: datetime
+) -> dict[str, list[tuple[float, bool]]]:
+    """(hours to first answer, on time) of each first answer given in (since, as_of]."""
     t = TICKET.c
     hours = hours_between(conn.dialect, t.clock_started_at, t.answered_at)
-    query = select(t.queue, hours).where(t.answered_at.is_not(None), t.answered_at <= as_of)
-    found: dict[str, list[float]] = defaultdict(list)
-    for queue, value in conn.execute(query):
-        found[queue].append(float(value))
+    query = select(t.queue, hours, t.answered_at <= t.due_at).where(
+        t.answered_at > since, t.answered_at <= as_of
+    )
+    found: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    for queue, value, on_time in conn.execute(query):
+        found[queue].append((float(value), bool(on_time)))
     return found
 
 
-def _extensions(conn: Connection, as_of: datetime) -> dict[str, int]:
+def _extensions(conn: Connection, since: datetime, as_of: datetime) -> dict[str, int]:
     query = (
         select(TICKET.c.queue, func.count())
         .select_from(EVENT.join(TICKET, TICKET.c.id == EVENT.c.ticket_id))
-        .where(EVENT.c.kind == "extended", EVENT.c.at <= as_of)
+        .where(EVENT.c.kind == "extended", EVENT.c.at > since, EVENT.c.at <= as_of)
         .group_by(TICKET.c.queue)
     )
     return {queue: int(n) for queue, n in conn.execute(query)}
@@ -142,12 +150,7 @@ def _at_risk(conn: Connection, settings: Settings, as_of: datetime) -> list[Tick
     t = TICKET.c
     query = (
         select(t.id, t.queue, t.status, t.sender, t.subject, t.due_at)
-        .where(
-            t.received_at <= as_of,
-            or_(t.answered_at.is_(None), t.answered_at > as_of),
-            or_(t.closed_at.is_(None), t.closed_at > as_of),
-            t.due_at < as_of + timedelta(days=AT_RISK_DAYS),
-        )
+        .where(_open_at(as_of), t.due_at < as_of + timedelta(days=AT_RISK_DAYS))
         .order_by(t.due_at, t.id)
     )
     lines = []
@@ -171,19 +174,22 @@ def _at_risk(conn: Connection, settings: Settings, as_of: datetime) -> list[Tick
 
 
 def _figures(
-    queue: str, counts: dict[str, int], hours: list[float], extensions: int, quarantined: int
+    queue: str,
+    counts: dict[str, int],
+    answers: list[tuple[float, bool]],
+    extensions: int,
+    quarantined: int,
 ) -> QueueFigures:
-    hours = sorted(hours)
-    answered = counts.get("answered", 0)
-    on_time = counts.get("answered_on_time", 0)
+    hours = sorted(h for h, _ in answers)
+    on_time = sum(1 for _, ok in answers if ok)
     return QueueFigures(
         queue=queue,
         open=counts.get("open", 0),
         due_within_7_days=counts.get("due_within_7_days", 0),
         breached=counts.get("breached", 0),
-        answered=answered,
+        answered=len(answers),
         answered_on_time=on_time,
-        answered_on_time_pct=round(100.0 * on_time / answered, 1) if answered else None,
+        answered_on_time_pct=round(100.0 * on_time / len(answers), 1) if answers else None,
         median_hours_to_first_answer=round(statistics.median(hours), 2) if hours else None,
         p90_hours_to_first_answer=_percentile(hours, 0.9),
         extensions=extensions,
@@ -198,16 +204,18 @@ def build_report(
     quarantine: Iterable[QuarantineEntry] = (),
 ) -> SlaReport:
     """The report's numbers (read-only; runs in the caller's connection)."""
-    counts = _counts(conn, as_of)
-    hours = _answer_hours(conn, as_of)
-    extensions = _extensions(conn, as_of)
+    since = as_of - timedelta(days=settings.reports.period_days)
+    counts = _open_counts(conn, as_of)
+    answers = _answers(conn, since, as_of)
+    extensions = _extensions(conn, since, as_of)
     quarantined = _quarantined(quarantine, settings)
-    names = list(settings.queues) + sorted((set(counts) | set(quarantined)) - set(settings.queues))
+    extra = (set(counts) | set(answers) | set(quarantined)) - set(settings.queues)
+    names = list(settings.queues) + sorted(extra)
     queues = [
         _figures(
             name,
             counts.get(name, {}),
-            hours.get(name, []),
+            answers.get(name, []),
             extensions.get(name, 0),
             quarantined.get(name, 0),
         )
@@ -220,13 +228,14 @@ def build_report(
     total = _figures(
         "all",
         all_counts,
-        [h for values in hours.values() for h in values],
+        [a for values in answers.values() for a in values],
         sum(extensions.values()),
         sum(quarantined.values()),
     )
     return SlaReport(
         as_of=as_of.astimezone(settings.desk.tz).isoformat(),
         timezone=settings.desk.timezone,
+        period_days=settings.reports.period_days,
         queues=queues,
         total=total,
         at_risk=_at_risk(conn, settings, as_of),

@@ -54,6 +54,8 @@ class Ticket(SQLModel, table=True):
     __table_args__ = (
         Index("ix_ticket_status_due", "status", "due_at"),
         Index("ix_ticket_queue_status", "queue", "status"),
+        # The report: open = not answered by as_of (IS NULL, or a range), answered in a period.
+        Index("ix_ticket_answered_at", "answered_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -154,7 +156,11 @@ class Outbox(SQLModel, table=True):
     """Mail to send, written in the same transaction as the decision that wants it sent."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        # The auto-reply rate limit counts one recipient's rows of the last 24 hours.
+        Index("ix_outbox_recipient_created", "recipient", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(
@@ -169,6 +175,10 @@ class Outbox(SQLModel, table=True):
     body_text: str
     body_html: str | None = None
     raw: bytes | None = Field(default=None, sa_column=Column(RawBytes, nullable=True))
+    # Composed into `raw` by the mailer at the first attempt (the MIME work stays out of the
+    # intake transaction): the recipient's display name and the thread's References.
+    recipient_name: str | None = None
+    references: list[str] = _json()
     created_at: datetime = _utc()
     next_attempt_at: datetime = _utc()
     attempts: int = 0
@@ -183,6 +193,25 @@ MESSAGE = Message.__table__  # type: ignore[attr-defined]
 ATTACHMENT = Attachment.__table__  # type: ignore[attr-defined]
 EVENT = Event.__table__  # type: ignore[attr-defined]
 OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
+
+
+class Undeliverable(SQLModel, table=True):
+    """An address a bounce (a failed DSN for one of our outbox rows) proved undeliverable: it
+    gets no more auto-replies. One row per bounce; the address is undeliverable if any row
+    names it. Tied to the ticket whose reply bounced, for the audit trail."""
+
+    __tablename__ = "undeliverable"
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(index=True)
+    ticket_id: int = Field(sa_column=Column(Integer, ForeignKey("ticket.id"), nullable=False))
+    outbox_message_id: str
+    status: str = ""
+    diagnostic: str = ""
+    marked_at: datetime = _utc()
+
+
+UNDELIVERABLE = Undeliverable.__table__  # type: ignore[attr-defined]
 
 
 class ImapCursor(SQLModel, table=True):

@@ -112,7 +112,7 @@ def test_show_json_has_messages_and_events(config: Path, tmp_path: Path) -> None
     item = json.loads(shown.stdout)
     assert set(item) >= TICKET_FIELDS
     assert len(item["messages"]) == 1 and item["messages"][0]["direction"] == "in"
-    assert [e["kind"] for e in item["events"]] == ["created", "routed"]
+    assert [e["kind"] for e in item["events"]] == ["created", "routed", "reply_queued"]
     human = cd(config, "tickets", "show", "CD-000001")
     assert "route_reason" in human.stdout
     missing = cd(config, "tickets", "show", "CD-999999")

@@ -47,7 +47,7 @@ def test_complete_dispute_becomes_a_new_ticket_with_its_deadline(services: Servi
     with services.engine.connect() as conn:
         raw = conn.execute(select(MESSAGE.c.raw)).scalar_one()
     assert raw == data  # byte for byte
-    assert events(services, result.ticket) == ["created", "routed"]
+    assert events(services, result.ticket) == ["created", "routed", "reply_queued"]
 
 
 def test_missing_fields_make_the_ticket_wait(services: Services) -> None:

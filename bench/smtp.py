@@ -1,0 +1,367 @@
+"""SMTP intake throughput: `claimdesk serve` against a bare aiosmtpd server, same client.
+
+    python -m bench.smtp [--messages 5000] [--connections 10] [--workers 1 2]
+                         [--client asyncio|smtplib] [--threads N] [--repeat N]
+
+Each target runs as its own subprocess on 127.0.0.1: first a bare aiosmtpd server whose
+handler answers 250 at once, then `claimdesk serve` (and `serve --workers N`) on a fresh
+temporary SQLite database with every check on and a durable commit before each 250. The
+client (the same for every target) has N connections that take the next message from one
+shared queue (distinct ~3 KB claims from bench.corpus): by default one asyncio process using
+RFC 2920 pipelining (MAIL, RCPT, DATA in one write, then the message), the lightest client,
+so the bare figure is the server's ceiling; `--client smtplib` is the conventional one (a
+thread per connection, a round trip per command). Prints messages/s, the ratio to the bare
+server, the server's CPU per message and the CPU the rest of the machine used meanwhile
+(other load on a small machine skews the figures), and checks that every message answered
+250 is in the database once. BENCH_VERBOSE=1 makes the servers log each message (-v).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.corpus import generate
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT = 60.0
+VERBOSE = ["-v"] if os.environ.get("BENCH_VERBOSE") else []
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    sent: int
+    accepted: int
+    seconds: float
+    server_cpu: float  # CPU seconds of the server process(es) during the run
+    client_cpu: float
+    other_cpu: float  # CPU seconds the rest of the machine used meanwhile (contention)
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.seconds
+
+    @property
+    def server_ms(self) -> float:
+        return self.server_cpu / max(self.accepted, 1) * 1000
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds of `pid` and its current children (the workers), from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    total = 0.0
+    for one in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _machine_cpu() -> float:
+    """CPU seconds all processes on this machine have used (busy time, all CPUs)."""
+    with contextlib.suppress(OSError):
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = values[3] + values[4]
+        return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def wire_bytes(data: bytes) -> bytes:
+    """The DATA payload as an MTA sends it: CRLF lines, dot-stuffed, with the final dot."""
+    lines = data.replace(b"\r\n", b"\n").split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    stuffed = [b"." + line if line.startswith(b".") else line for line in lines]
+    return b"\r\n".join(stuffed) + b"\r\n.\r\n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+                sock.recv(512)  # the 220 greeting: it really serves
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {READY_TIMEOUT:.0f} s")
+
+
+async def _reply(reader: asyncio.StreamReader) -> bytes:
+    """One (possibly multi-line) reply; returns its last line."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("server closed the connection")
+        if line[3:4] != b"-":
+            return line
+
+
+async def _sender(port: int, queue: Iterator[tuple[str, bytes]], accepted: list[str]) -> None:
+    """One connection: takes the next message from the shared queue until it is empty, so
+    a slow connection (or a busy worker behind it) never leaves the others waiting."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await _reply(reader)
+    writer.write(b"EHLO bench.example\r\n")
+    await _reply(reader)
+    for message_id, payload in queue:
+        writer.write(
+            b"MAIL FROM:<buyer@example.org>\r\nRCPT TO:<disputes@desk.example>\r\nDATA\r\n"
+        )
+        mail, rcpt, data = [await _reply(reader) for _ in range(3)]
+        if not (mail.startswith(b"250") and rcpt.startswith(b"250") and data.startswith(b"354")):
+            raise RuntimeError(f"unexpected replies: {mail!r} {rcpt!r} {data!r}")
+        writer.write(wire_bytes(payload))
+        final = await _reply(reader)
+        if final.startswith(b"250"):
+            accepted.append(message_id)
+    writer.write(b"QUIT\r\n")
+    await _reply(reader)
+    writer.close()
+    await writer.wait_closed()
+
+
+async def _client(port: int, corpus: Sequence[tuple[str, bytes]], connections: int) -> list[str]:
+    accepted: list[str] = []
+    queue = iter(corpus)  # one event loop: a plain iterator is a safe shared queue
+    await asyncio.gather(*(_sender(port, queue, accepted) for _ in range(connections)))
+    return accepted
+
+
+def _smtplib_client(port: int, corpus: Sequence[tuple[str, bytes]], connections: int) -> list[str]:
+    """The conventional client: one thread and one smtplib connection per sender, one
+    command at a time (no pipelining), the same shared queue."""
+    accepted: list[str] = []
+    queue = iter(corpus)
+    lock = threading.Lock()
+
+    def sender() -> None:
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="bench.example") as client:
+            while True:
+                with lock:
+                    item = next(queue, None)
+                if item is None:
+                    return
+                message_id, data = item
+                client.sendmail("buyer@example.org", ["disputes@desk.example"], data)
+                with lock:
+                    accepted.append(message_id)
+
+    threads = [threading.Thread(target=sender) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return accepted
+
+
+def drive(
+    name: str,
+    port: int,
+    corpus: Sequence[tuple[str, bytes]],
+    connections: int,
+    server: subprocess.Popen[bytes],
+    client: str = "asyncio",
+) -> Result:
+    server_cpu, client_cpu, machine_cpu = (
+        _process_cpu(server.pid),
+        time.process_time(),
+        _machine_cpu(),
+    )
+    started = time.perf_counter()
+    if client == "smtplib":
+        accepted = _smtplib_client(port, corpus, connections)
+    else:
+        accepted = asyncio.run(_client(port, corpus, connections))
+    seconds = time.perf_counter() - started
+    server_cpu = _process_cpu(server.pid) - server_cpu
+    client_cpu = time.process_time() - client_cpu
+    other_cpu = max(0.0, _machine_cpu() - machine_cpu - server_cpu - client_cpu)
+    return Result(name, len(corpus), len(accepted), seconds, server_cpu, client_cpu, other_cpu)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def run_bare(corpus: Sequence[tuple[str, bytes]], connections: int, client: str) -> Result:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.smtp", "--bare-server", str(port)], cwd=ROOT
+    )
+    try:
+        wait_until_listening(port, proc)
+        return drive("bare aiosmtpd", port, corpus, connections, proc, client)
+    finally:
+        stop(proc)
+
+
+def run_claimdesk(
+    corpus: Sequence[tuple[str, bytes]],
+    connections: int,
+    workers: int,
+    keep: bool,
+    threads: int | None = None,
+    client: str = "asyncio",
+) -> Result:
+    work = Path(tempfile.mkdtemp(prefix="claimdesk-bench-"))
+    port = free_port()
+    config = work / "claimdesk.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{work / "claimdesk.db"}"\n'
+        f'[desk]\nspool_dir = "{work / "spool"}"\n'
+        f"[smtp]\nport = {port}\n" + (f"process_threads = {threads}\n" if threads else "")
+    )
+    command = [sys.executable, "-m", "desk.cli", *VERBOSE, "--config", str(config), "serve"]
+    log = open(work / "serve.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([*command, "--workers", str(workers)], cwd=ROOT, stderr=log)
+    try:
+        wait_until_listening(port, proc)
+        name = f"claimdesk serve --workers {workers}"
+        result = drive(name, port, corpus, connections, proc, client)
+    finally:
+        code = stop(proc)
+        log.close()
+    stored = _stored_message_ids(work / "claimdesk.db")
+    sent = {message_id for message_id, _ in corpus}
+    missing = sent - stored
+    quarantined = len(list((work / "spool").glob("*.eml")))
+    print(
+        f"  {result.name}: exit {code}; {len(stored & sent)} of {len(sent)} stored, "
+        f"{len(missing)} missing, {quarantined} quarantined; files in {work}"
+        + ("" if keep else " (removed)")
+    )
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _stored_message_ids(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT message_id FROM message")}
+
+
+def bare_server(port: int) -> None:
+    """A bare aiosmtpd server: answers 250 to every message at once (the ceiling)."""
+    from aiosmtpd.smtp import SMTP
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 OK"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        handler = Handler()
+        server = await loop.create_server(
+            lambda: SMTP(handler, hostname="bench", enable_SMTPUTF8=True), "127.0.0.1", port
+        )
+        stopped = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stopped.set)
+        await stopped.wait()
+        server.close()
+
+    asyncio.run(main())
+
+
+def _table(rows: Sequence[Result], bare: Result) -> None:
+    print(
+        f"{'target':<30} {'accepted':>8} {'seconds':>8} {'msg/s':>8} {'ratio':>6} "
+        f"{'server CPU ms/msg':>17} {'client CPU s':>12} {'other CPU s':>11}"
+    )
+    for result in rows:
+        print(
+            f"{result.name:<30} {result.accepted:>8} {result.seconds:>8.2f} "
+            f"{result.rate:>8.1f} {result.rate / bare.rate:>6.3f} {result.server_ms:>17.2f} "
+            f"{result.client_cpu:>12.2f} {result.other_cpu:>11.2f}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, help="smtp.process_threads (default: config)")
+    parser.add_argument(
+        "--client",
+        choices=["asyncio", "smtplib"],
+        default="asyncio",
+        help="asyncio: one process, pipelined (the default, the lighter client); smtplib: a "
+        "thread per connection, one command at a time",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs; the best of each is kept")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary databases")
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare_server:
+        bare_server(args.bare_server)
+        return
+    corpus = [
+        (f"bench-7-{index}@example.org", crlf(data))
+        for index, data in enumerate(generate(args.messages))
+    ]
+    size = sum(len(p) for _, p in corpus) / len(corpus)
+    print(
+        f"{len(corpus)} messages (mean {size:.0f} bytes), {args.connections} connections, "
+        f"{os.cpu_count()} CPUs, {args.client} client"
+    )
+    best: dict[str, Result] = {}
+    for run in range(1, args.repeat + 1):
+        bare = run_bare(corpus, args.connections, args.client)
+        results = [
+            run_claimdesk(corpus, args.connections, w, args.keep, args.threads, args.client)
+            for w in args.workers
+        ]
+        print(f"run {run}:" if args.repeat > 1 else "")
+        _table([bare, *results], bare)
+        for result in (bare, *results):
+            if result.name not in best or result.rate > best[result.name].rate:
+                best[result.name] = result
+    if args.repeat > 1:
+        print(f"best of {args.repeat} runs:")
+        rows = list(best.values())
+        _table(rows, rows[0])
+    print(
+        "other CPU: what the rest of the machine used meanwhile; on a 2-core machine anything "
+        "above a few seconds means the figures are held down by other load."
+    )
+
+
+if __name__ == "__main__":
+    main()

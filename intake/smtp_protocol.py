@@ -1,0 +1,159 @@
+"""The SMTP/LMTP protocol of the intake edge: aiosmtpd's, plus what a public endpoint needs.
+
+`DeskSMTP` and `DeskLMTP` add, per connection: admission against the connection caps
+(`421 4.7.0`), a silence watchdog (`421 4.4.2`; it never fires while process() runs, and
+data arriving mid-DATA counts as activity, unlike aiosmtpd's per-command timer), enhanced
+status codes on aiosmtpd's own replies, and leaving after the current transaction when the
+server drains for shutdown (`421 4.3.2`). What the connections share lives in a `Station`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP
+
+from config.settings import SmtpSettings
+from intake import smtp_replies as replies
+from intake.smtp_limits import ConnectionGate
+from intake.types import Disposition
+
+log = logging.getLogger("intake.smtp")
+
+# aiosmtpd's own per-command timer is replaced by the silence watchdog; this keeps aiosmtpd's
+# timer from ever firing first.
+AIOSMTPD_TIMEOUT = 365 * 24 * 3600.0
+
+
+class Station:
+    """What the connections of one server share: caps, the registry, the draining flag."""
+
+    def __init__(self, smtp: SmtpSettings) -> None:
+        self.gate = ConnectionGate(smtp.max_connections, smtp.max_connections_per_client)
+        self.idle_timeout = smtp.idle_timeout_seconds
+        self.connections: set[Guarded] = set()
+        self.inflight: set[asyncio.Future[Disposition]] = set()
+        self.draining = False
+        self.all_closed: asyncio.Event | None = None
+
+    def closed(self, connection: Guarded) -> None:
+        self.connections.discard(connection)
+        if self.draining and not self.connections and self.all_closed is not None:
+            self.all_closed.set()
+
+
+class Guarded(SMTP):
+    """aiosmtpd's protocol plus admission caps, a silence watchdog and graceful shutdown.
+
+    Only public asyncio Protocol methods and `push` are overridden."""
+
+    def __init__(self, handler: Any, *, station: Station, **kwargs: Any) -> None:
+        super().__init__(handler, timeout=AIOSMTPD_TIMEOUT, **kwargs)
+        self.station = station
+        self.busy = False  # process() is running for this connection's message
+        self.client_host = "?"
+        self._seen = False
+        self._admitted = False
+        self._last_heard = 0.0
+        self._idle_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def in_transaction(self) -> bool:
+        """Between MAIL and the reply to DATA (or RSET): shutdown waits for these."""
+        return self.busy or (self.envelope is not None and self.envelope.mail_from is not None)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._seen:  # the TLS layer after STARTTLS: same connection, same admission
+            super().connection_made(transport)
+            return
+        self._seen = True
+        peer = transport.get_extra_info("peername")
+        self.client_host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        refusal = self._refusal()
+        if refusal is not None:
+            log.warning("refused connection from %s: %s", self.client_host, refusal)
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(refusal.encode() + b"\r\n")
+            transport.close()
+            return
+        self._admitted = True
+        self.station.connections.add(self)
+        self._last_heard = self.loop.time()
+        self._arm_watchdog(self.station.idle_timeout)
+        super().connection_made(transport)
+
+    def _refusal(self) -> str | None:
+        if self.station.draining:
+            return replies.SHUTTING_DOWN
+        gate = self.station.gate
+        if gate.admit(self.client_host):
+            return None
+        if gate.total >= gate.max_total:
+            return replies.TOO_MANY_CONNECTIONS
+        return replies.TOO_MANY_FROM_YOU
+
+    def data_received(self, data: bytes) -> None:
+        self._last_heard = self.loop.time()
+        super().data_received(data)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if not self._admitted:
+            return  # refused in connection_made: aiosmtpd never started on it
+        self._admitted = False
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        self.station.gate.release(self.client_host)
+        self.station.closed(self)
+        super().connection_lost(error)
+
+    async def push(self, status: str | bytes) -> None:
+        if isinstance(status, str):
+            status = replies.enhanced(status)
+        await super().push(status)
+        # The reply that ended a transaction is the moment to leave during a shutdown.
+        if self.station.draining and not self.in_transaction:
+            self.close_with(replies.SHUTTING_DOWN)
+
+    def close_with(self, reply: str) -> None:
+        """Say `reply` (a 421) and close: buffered replies are flushed first."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(reply.encode() + b"\r\n")
+        transport.close()
+
+    def abort(self) -> None:
+        """Close at once, mid-transaction: no reply was given, so the sender retries."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def processing(self, running: bool) -> None:
+        """Marks process() running (the watchdog waits) or done (the silence starts now)."""
+        self.busy = running
+        self._last_heard = self.loop.time()
+
+    def _arm_watchdog(self, delay: float) -> None:
+        self._idle_handle = self.loop.call_later(delay, self._watchdog)
+
+    def _watchdog(self) -> None:
+        if self.transport is None:
+            return
+        timeout = self.station.idle_timeout
+        silent = self.loop.time() - self._last_heard
+        if self.busy or silent < timeout:
+            self._arm_watchdog(timeout if self.busy else timeout - silent)
+            return
+        log.info("%s idle for %.0f s, closing", self.client_host, silent)
+        self.close_with(replies.IDLE_TIMEOUT)
+
+
+class DeskSMTP(Guarded):
+    """ESMTP with claimdesk's limits."""
+
+
+class DeskLMTP(Guarded, LMTP):
+    """LMTP (RFC 2033) with claimdesk's limits; LHLO instead of HELO/EHLO."""

@@ -1,0 +1,86 @@
+"""The auto-reply step of intake's one transaction: decide (routing.replies), guard, enqueue.
+
+The message is stored whatever happens here: a reply that is not due writes nothing, a
+reply the guards forbid (or that cannot be composed) is recorded as a `reply_skipped`
+event with its reason, and a reply that goes out is one outbox row plus `reply_queued`
+(the events go into the record step's one batch insert).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import Connection
+
+from config.settings import Settings
+from intake.types import ParsedMessage
+from outbound.compose import ComposeError, ReplyTarget
+from outbound.enqueue import enqueue_reply
+from routing.replies import AUTO_KINDS, TicketChange, due_reply, header_guard, history_guard
+from storage import outbox_repo
+
+log = logging.getLogger("outbound.replies")
+
+RATE_WINDOW = timedelta(hours=24)
+
+
+def target_of(parsed: ParsedMessage) -> ReplyTarget:
+    """Answer the message's author, threaded to it (unless its Message-ID was made up)."""
+    return ReplyTarget(
+        address=parsed.from_address,
+        subject=parsed.subject,
+        message_id=None if parsed.message_id_generated else parsed.message_id,
+        references=parsed.references,
+        display_name=parsed.from_name,
+    )
+
+
+def auto_reply(
+    conn: Connection,
+    settings: Settings,
+    *,
+    ticket: Mapping[str, Any],
+    parsed: ParsedMessage,
+    envelope_from: str | None,
+    change: TicketChange,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Queue the reply this message is due, if any and if allowed. `ticket` holds the
+    ticket's columns as the transaction leaves them (with `id`). Returns the events to
+    record with the message's others (`reply_queued`, or `reply_skipped` with the reason):
+    none when no reply is due."""
+    due = due_reply(change)
+    if due is None:
+        return []
+    recipient = parsed.from_address
+    reason = header_guard(parsed, envelope_from, settings.desk_addresses())
+    if reason is None:
+        limit = settings.relay.max_auto_replies_per_day
+        recent, undeliverable = outbox_repo.sender_history(
+            conn, recipient, AUTO_KINDS, now - RATE_WINDOW
+        )
+        reason = history_guard(recent, limit, undeliverable)
+    if reason is None:
+        try:
+            queued = enqueue_reply(
+                conn,
+                settings,
+                int(ticket["id"]),
+                due.kind,
+                now=now,
+                requests=due.requests,
+                target=target_of(parsed),
+                ticket=SimpleNamespace(**ticket),
+                record_event=False,
+            )
+            return [{"kind": "reply_queued", "detail": queued.event_detail}]
+        except ComposeError as exc:
+            log.error("%s reply %s not composed: %s", parsed.message_id, due.kind, exc)
+            reason = f"compose failed: {exc}"
+    log.info("%s reply %s skipped: %s", parsed.message_id, due.kind, reason)
+    detail = {"kind": due.kind, "reason": reason, "recipient": recipient}
+    return [{"kind": "reply_skipped", "detail": detail}]

@@ -1,0 +1,140 @@
+"""Reply texts: Jinja2 templates from `config/templates/`, overridable file by file.
+
+A reply kind `K` is `K.txt.j2` (required) and `K.html.j2` (optional HTML alternative). The
+language request in the buyer's language is `language/CODE.txt.j2` (`zh-cn` falls back to
+`zh`). A directory named in `outbound.templates_dir` is searched first, so a desk replaces
+one text without copying the others.
+
+`.html.j2` templates are autoescaped: buyer-controlled text (the subject we quote, file
+names) can never become markup in our HTML part. Undefined variables are errors, so a
+template that names something the caller did not pass fails loudly instead of mailing a gap.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    select_autoescape,
+)
+from markupsafe import Markup, escape
+
+import config
+
+BUILTIN_DIR = Path(config.__file__).parent / "templates"
+LANGUAGE_DIR = "language"
+
+
+class TemplateProblem(Exception):
+    """A template is missing or fails to render; the message names it."""
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """`text` without control characters or line breaks (each becomes a space), whitespace
+    collapsed, cut at `limit` characters: safe inside a header or a one-line mention."""
+    if text.isprintable() and len(text) <= limit and "  " not in text and text == text.strip():
+        return text  # the common case, without a look at every character
+    cleaned = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+    cleaned = re.sub(r"\s+", " ", cleaned).strip()
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1].rstrip() + "…"
+
+
+def _paragraphs(text: str) -> Markup:
+    """Plain text as escaped HTML paragraphs (blank lines split them, newlines become <br>)."""
+    blocks = [b.strip("\n") for b in re.split(r"\n\s*\n", text.replace("\r\n", "\n"))]
+    return Markup("\n").join(
+        Markup("<p>{}</p>").format(Markup("<br>\n").join(escape(line) for line in b.split("\n")))
+        for b in blocks
+        if b.strip()
+    )
+
+
+class Templates:
+    """The template set of one desk. Building it parses every template (syntax errors
+    surface at start-up as TemplateProblem, not in the middle of a transaction)."""
+
+    def __init__(self, override_dir: str = "", timezone: str = "UTC") -> None:
+        loaders = [FileSystemLoader(str(BUILTIN_DIR))]
+        if override_dir:
+            loaders.insert(0, FileSystemLoader(override_dir))
+        self._tz = ZoneInfo(timezone)
+        self.env = Environment(
+            loader=ChoiceLoader(loaders),
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            auto_reload=False,  # read once per process: no stat() per reply
+        )
+        self._present: dict[str, bool] = {}
+        self.env.filters["desk_time"] = self.desk_time
+        self.env.filters["one_line"] = one_line
+        self.env.filters["paragraphs"] = _paragraphs
+        for name in self.env.list_templates(extensions=["j2"]):
+            try:
+                self.env.get_template(name)
+            except TemplateError as exc:
+                raise TemplateProblem(f"template {name}: {exc}") from exc
+
+    def desk_time(self, value: datetime) -> str:
+        """A UTC time shown on the desk's wall clock: `2026-04-01 11:30 (Europe/Berlin)`."""
+        return f"{value.astimezone(self._tz):%Y-%m-%d %H:%M} ({self._tz.key})"
+
+    def has(self, name: str) -> bool:
+        if name not in self._present:
+            try:
+                self.env.get_template(name)
+                self._present[name] = True
+            except TemplateNotFound:
+                self._present[name] = False
+        return self._present[name]
+
+    def render(self, kind: str, context: Mapping[str, Any]) -> tuple[str, str | None]:
+        """(text, html or None) of reply kind `kind`; raises TemplateProblem."""
+        text = self._render(f"{kind}.txt.j2", context)
+        html_name = f"{kind}.html.j2"
+        return text, self._render(html_name, context) if self.has(html_name) else None
+
+    def translation(self, code: str, context: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(code used, text) of the language request in language `code`, or None when no
+        template speaks it."""
+        for candidate in dict.fromkeys((code.lower(), code.lower().split("-")[0])):
+            name = f"{LANGUAGE_DIR}/{candidate}.txt.j2"
+            if self.has(name):
+                return candidate, self._render(name, context).strip()
+        return None
+
+    def languages(self) -> list[str]:
+        """Codes of every language request template available."""
+        names = self.env.list_templates(
+            filter_func=lambda n: n.startswith(f"{LANGUAGE_DIR}/") and n.endswith(".txt.j2")
+        )
+        return sorted(n.removeprefix(f"{LANGUAGE_DIR}/").removesuffix(".txt.j2") for n in names)
+
+    def _render(self, name: str, context: Mapping[str, Any]) -> str:
+        try:
+            return self.env.get_template(name).render(**context)
+        except TemplateNotFound as exc:
+            raise TemplateProblem(f"no template {exc.name} for this reply kind") from exc
+        except Exception as exc:  # rendering is pure: whatever fails is the template's fault
+            raise TemplateProblem(f"template {name}: {type(exc).__name__}: {exc}") from exc
+
+
+@lru_cache(maxsize=8)
+def load_templates(override_dir: str = "", timezone: str = "UTC") -> Templates:
+    """The template set for these settings, built once per process."""
+    return Templates(override_dir, timezone)
