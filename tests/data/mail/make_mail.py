@@ -3,7 +3,6 @@
 Kept so the exact bytes (legacy charsets, 8-bit headers, hostile filenames) can be
 reproduced and extended; the .eml files are what the tests read. See README.md.
 """
-# ruff: noqa: E501 - the long lines are literal message bytes, easier to check unwrapped
 
 import base64
 import quopri
