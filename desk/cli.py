@@ -83,10 +83,12 @@ def _batches(sources: Sequence[Source], size: int) -> Iterator[Sequence[Source]]
         yield sources[start : start + size]
 
 
-def _ingest_batch(services: Services, batch: Sequence[Source]) -> list[tuple[str, Disposition]]:
+def _ingest_batch(
+    services: Services, batch: Sequence[Source], replies: bool = True
+) -> list[tuple[str, Disposition]]:
     """One transaction for the batch (each message in its own savepoint); if the commit
     itself fails, every message is tried again alone so each still ends stored or kept."""
-    raws = [RawMessage(data=s.read(), source=s.name) for s in batch]
+    raws = [RawMessage(data=s.read(), source=s.name, auto_reply=replies) for s in batch]
     try:
         with services.engine.begin() as conn:
             return [(r.source, process(r, services, conn=conn)) for r in raws]
@@ -100,8 +102,11 @@ def _ingest_batch(services: Services, batch: Sequence[Source]) -> list[tuple[str
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message.")
+@click.option(
+    "--no-replies", is_flag=True, help="Queue no auto-replies (importing an old archive)."
+)
 @pass_ctx
-def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
+def ingest(obj: Context, paths: tuple[str, ...], as_json: bool, no_replies: bool) -> None:
     """Ingest .eml files, mbox files, Maildir folders, or - (stdin)."""
     for path in paths:
         if path != "-" and not __import__("os").path.exists(path):
@@ -115,7 +120,7 @@ def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
     ) as bar:
         for batch in _batches(sources, INGEST_BATCH):
             try:
-                results = _ingest_batch(services, batch)
+                results = _ingest_batch(services, batch, replies=not no_replies)
             except NotKept as exc:
                 _fail(f"could not keep a message anywhere: {exc}")
             for name, disposition in results:

@@ -2,7 +2,7 @@
 
 A component is any object with `name`, `start()` (returns once it is serving; raises when it
 cannot) and `stop()` (returns once its in-flight work is done): the SMTP/LMTP intake and the
-IMAP pollers today; the scheduler and the web UI join `_components()` the same way.
+IMAP pollers, the mailer and the scheduler; the web UI will join `_components()` the same way.
 Components stop in reverse order of starting.
 
 `--workers N` (N > 1): the parent forks N worker processes and only supervises them (it opens
@@ -29,6 +29,8 @@ from typing import Protocol
 
 from config.settings import ConfigError, Settings
 from config.wiring import Services, build_services
+from outbound.enqueue import templates_for
+from outbound.templates import TemplateProblem
 
 log = logging.getLogger("desk.serve")
 
@@ -51,10 +53,18 @@ def _components(
     run once (IMAP pollers; later the scheduler and the web UI) goes to worker 0 only."""
     from intake.imap_service import ImapService
     from intake.smtp_server import SmtpIntake
+    from outbound.mailer import MailerService
+    from scheduler.app import SchedulerService
 
-    components: list[Component] = [SmtpIntake(settings, services, reuse_port=shared_port)]
+    # The mailer first: replies queued by the first messages go out at once. Every worker
+    # runs one (rows are claimed atomically, so each is sent once) and is woken by its own
+    # commits; the scheduler and the pollers run once, in worker 0.
+    components: list[Component] = [MailerService(services, worker_id=f"{os.getpid()}-{worker}")]
+    components.append(SmtpIntake(settings, services, reuse_port=shared_port))
     if worker == 0:
         components.append(ImapService(services))  # one thread per [[mailboxes]] entry
+        if settings.scheduler.enabled:
+            components.append(SchedulerService(services))
     return components
 
 
@@ -62,7 +72,7 @@ def _log_levels() -> None:
     # A server's log is its record: one line per message (intake.smtp) and per start/stop,
     # even without -v. aiosmtpd logs every command at INFO: only its warnings are useful.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    for name in ("intake.smtp", "desk.serve"):
+    for name in ("intake.smtp", "intake.imap", "desk.serve", "scheduler.app", "outbound.mailer"):
         logging.getLogger(name).setLevel(logging.INFO)
 
 
@@ -90,8 +100,14 @@ def _serve(settings: Settings, *, worker: int, shared_port: bool) -> int:
         print(f"claimdesk: serve: cannot start: {exc}", file=sys.stderr)
         return 1
     try:
+        # A broken reply template fails the start, not the first reply.
+        templates_for(settings)
         components = _components(settings, services, worker, shared_port)
-    except (ConfigError, ValueError) as exc:  # ValueError: e.g. two mailboxes with one name
+    except (
+        ConfigError,
+        ValueError,
+        TemplateProblem,
+    ) as exc:  # ValueError: e.g. two mailboxes with one name
         print(f"claimdesk: {exc}", file=sys.stderr)
         services.engine.dispose()
         return 2

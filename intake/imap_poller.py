@@ -246,6 +246,7 @@ class MailboxPoller:
             except IntegrityError as exc:  # our cursor INSERT lost a race with another process
                 raise _CursorMoved from exc
         self._stored = cursor
+        self.services.outbox_signal.set()  # committed: the batch's replies can go out now
         report.dispositions.update(kinds)
         report.undelivered.extend(undelivered)
         if delivered:

@@ -338,6 +338,7 @@ def _reply(
         envelope_from=incoming.raw.envelope_from,
         change=change,
         now=now,
+        suppressed=None if incoming.raw.auto_reply else "replies off for this import",
     )
 
 

@@ -27,7 +27,8 @@ class RawMessage:
 
     `data` is never modified by any stage; it is what gets stored and quarantined.
     `envelope_to` (SMTP RCPT TO, or the mailbox's address) is the first routing signal;
-    `queue_hint` comes from an IMAP mailbox configured with a default queue.
+    `queue_hint` comes from an IMAP mailbox configured with a default queue. `auto_reply`
+    False (e.g. `ingest --no-replies` of an old archive) records the reply as skipped.
     """
 
     data: bytes
@@ -36,6 +37,7 @@ class RawMessage:
     envelope_to: tuple[str, ...] = ()
     queue_hint: str | None = None
     received_at: datetime | None = None
+    auto_reply: bool = True
 
 
 @dataclass(frozen=True)

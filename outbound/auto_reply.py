@@ -48,16 +48,17 @@ def auto_reply(
     envelope_from: str | None,
     change: TicketChange,
     now: datetime,
+    suppressed: str | None = None,
 ) -> list[dict[str, Any]]:
     """Queue the reply this message is due, if any and if allowed. `ticket` holds the
     ticket's columns as the transaction leaves them (with `id`). Returns the events to
     record with the message's others (`reply_queued`, or `reply_skipped` with the reason):
-    none when no reply is due."""
+    none when no reply is due. `suppressed`: the edge asked for no reply (the reason)."""
     due = due_reply(change)
     if due is None:
         return []
     recipient = parsed.from_address
-    reason = header_guard(parsed, envelope_from, settings.desk_addresses())
+    reason = suppressed or header_guard(parsed, envelope_from, settings.desk_addresses())
     if reason is None:
         limit = settings.relay.max_auto_replies_per_day
         recent, undeliverable = outbox_repo.sender_history(

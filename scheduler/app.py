@@ -73,6 +73,8 @@ class SchedulerService:
     """Starts and stops the scheduled jobs; `extra_jobs` lets other components (the mailer's
     outbox retry, IMAP polling) add (id, seconds, callable) interval jobs."""
 
+    name = "scheduler"
+
     def __init__(
         self,
         services: Services,

@@ -167,3 +167,42 @@ def test_unusable_keyword_exits_2_naming_the_key(tmp_path: Path) -> None:
     result = cd(path, "tickets", "list")
     assert result.returncode == 2
     assert "queues.disputes.keywords" in result.stderr
+
+
+def test_ingest_no_replies_queues_nothing(config: Path, tmp_path: Path) -> None:
+    (tmp_path / "old.eml").write_bytes(claim(order=None))
+    assert cd(config, "ingest", "--no-replies", str(tmp_path / "old.eml")).returncode == 0
+    assert json.loads(cd(config, "outbox", "list", "--json").stdout) == []
+    events = json.loads(cd(config, "tickets", "show", "CD-000001", "--json").stdout)["events"]
+    skipped = [e for e in events if e["kind"] == "reply_skipped"]
+    assert skipped and skipped[0]["detail"]["reason"] == "replies off for this import"
+
+
+def test_staff_commands_and_report(config: Path, tmp_path: Path) -> None:
+    (tmp_path / "a.eml").write_bytes(claim())
+    cd(config, "ingest", str(tmp_path / "a.eml"))
+    body = tmp_path / "answer.txt"
+    body.write_text("We have refunded your order in full.")
+    later = cd(config, "extend", "CD-000001", "--until", "2099-01-31", "--reason", "carrier")
+    assert later.returncode == 0, later.stderr
+    assert "2099-01-31" in later.stdout
+    earlier = cd(config, "extend", "CD-000001", "--until", "2000-01-01", "--reason", "x")
+    assert earlier.returncode == 1 and "later" in earlier.stderr
+    answered = cd(config, "reply", "CD-000001", "--body-file", str(body))
+    assert answered.returncode == 0 and "met" in answered.stdout
+    ticket = json.loads(cd(config, "tickets", "show", "CD-000001", "--json").stdout)
+    assert ticket["status"] == "answered" and ticket["sla"] == "met"
+    assert cd(config, "assign", "CD-000001", "--queue", "nowhere").returncode == 2
+    assert cd(config, "assign", "CD-000001", "--queue", "general").returncode == 0
+    assert cd(config, "close", "CD-000001").returncode == 0
+    assert cd(config, "reopen", "CD-000001").returncode == 0
+    report = cd(config, "report", "sla", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["total"]["answered"] == 1
+    out = tmp_path / "r.csv"
+    assert cd(config, "report", "sla", "--format", "csv", "--out", str(out)).returncode == 0
+    assert out.read_text().startswith("kind,queue,")
+    bad = cd(config, "report", "sla", "--as-of", "yesterday")
+    assert bad.returncode == 2
+    outbox = json.loads(cd(config, "outbox", "list", "--json").stdout)
+    assert {row["kind"] for row in outbox} >= {"ack", "extension_notice", "staff_answer"}

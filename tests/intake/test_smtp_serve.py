@@ -155,3 +155,31 @@ def test_unusable_tls_configuration_exits_2_naming_the_key(served: Served) -> No
     proc = served.start(wait=False)
     assert proc.wait(timeout=30) == 2
     assert "smtp.tls_key" in served.log.read_text()
+
+
+def test_serve_runs_the_mailer_and_the_scheduler(served: Served, tmp_path: Path) -> None:
+    """The whole service: a claim over SMTP is acknowledged through the relay within
+    seconds, and the scheduler's start-up catch-up writes the SLA report."""
+    from tests.outbound.sink import Sink, SinkHandler
+
+    relay = Sink(SinkHandler())
+    relay.controller.start()
+    try:
+        served.extra = (
+            f'[relay]\nhost = "127.0.0.1"\nport = {relay.port}\nstarttls = false\n'
+            f'[reports]\nout_dir = "{tmp_path / "reports"}"\n'
+        )
+        served.start()
+        with smtplib.SMTP("127.0.0.1", served.port, timeout=30) as client:
+            client.sendmail(BUYER, [DISPUTES], claim())
+        [ack] = relay.wait_for(1, timeout=20)
+        assert ack.rcpt_tos == (BUYER,)
+        assert "[CD-000001]" in ack.message["Subject"]
+        assert ack.message["Auto-Submitted"] == "auto-replied"
+        deadline = time.monotonic() + 20
+        while not list((tmp_path / "reports").glob("sla-*.html")):
+            assert time.monotonic() < deadline, "no report written at start"
+            time.sleep(0.1)
+        assert served.terminate() == 0
+    finally:
+        relay.controller.stop()
