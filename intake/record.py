@@ -7,7 +7,6 @@ for the caller to turn into `Duplicate`.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +32,7 @@ from routing.threading import thread_keys
 from scheduler.sla import due_at
 from storage import repo
 from storage.models import ticket_id_from_ref, ticket_ref
+from storage.rows import message_row
 
 _FIELD_LISTS = (
     "order_numbers",
@@ -91,29 +91,18 @@ def _find_thread(conn: Connection, parsed: ParsedMessage) -> tuple[Row[Any] | No
 
 
 def _message_values(incoming: Incoming, ticket_id: int) -> dict[str, Any]:
-    raw, parsed, report = incoming.raw, incoming.parsed, incoming.report
-    return {
-        "ticket_id": ticket_id,
-        "direction": "in",
-        "message_id": parsed.message_id,
-        "message_id_generated": parsed.message_id_generated,
-        "raw_sha256": hashlib.sha256(raw.data).hexdigest(),
-        "sender": parsed.from_address,
-        "subject": parsed.subject,
-        "in_reply_to": list(parsed.in_reply_to),
-        "references": list(parsed.references),
-        "received_at": incoming.received_at,
-        "source": raw.source,
-        "envelope_from": raw.envelope_from,
-        "envelope_to": list(raw.envelope_to),
-        "size": len(raw.data),
-        "raw": raw.data,
-        "text": parsed.text,
-        "own_text": parsed.own_text,
-        "language": report.language.code,
-        "language_probability": report.language.probability,
-        "checks": _checks_detail(incoming),
-    }
+    language = incoming.report.language
+    return message_row(
+        incoming.raw,
+        incoming.parsed,
+        ticket_id=ticket_id,
+        direction="in",
+        received_at=incoming.received_at,
+        checks=_checks_detail(incoming),
+        own_text=incoming.parsed.own_text,
+        language=language.code,
+        language_probability=language.probability,
+    )
 
 
 def _checks_detail(incoming: Incoming) -> dict[str, Any]:

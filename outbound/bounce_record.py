@@ -9,7 +9,6 @@ caller keeps it in the quarantine spool (stage `bounce`), where staff can see it
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from intake.types import Duplicate, ParsedMessage, RawMessage, Stored
 from outbound.bounce import BounceReport
 from storage import outbox_repo, repo
 from storage.models import ticket_ref
+from storage.rows import message_row
 
 
 def record_bounce(
@@ -66,32 +66,17 @@ def record_bounce(
 def _message_values(
     raw: RawMessage, parsed: ParsedMessage, report: BounceReport, row: Any, at: datetime
 ) -> dict[str, Any]:
-    return {
-        "ticket_id": row.ticket_id,
-        "direction": "bounce",
-        "message_id": parsed.message_id,
-        "message_id_generated": parsed.message_id_generated,
-        "raw_sha256": hashlib.sha256(raw.data).hexdigest(),
-        "sender": parsed.from_address,
-        "subject": parsed.subject,
-        "in_reply_to": list(parsed.in_reply_to),
-        "references": list(parsed.references),
-        "received_at": at,
-        "source": raw.source,
-        "envelope_from": raw.envelope_from,
-        "envelope_to": list(raw.envelope_to),
-        "size": len(raw.data),
-        "raw": raw.data,
-        "text": parsed.text,
-        "own_text": "",
-        "language": "unknown",
-        "language_probability": 0.0,
-        "checks": {
-            "bounce": {
-                "action": report.action,
-                "status": report.status,
-                "recipient": report.recipient,
-                "outbox_message_id": row.message_id,
-            }
-        },
+    bounce = {
+        "action": report.action,
+        "status": report.status,
+        "recipient": report.recipient,
+        "outbox_message_id": row.message_id,
     }
+    return message_row(
+        raw,
+        parsed,
+        ticket_id=row.ticket_id,
+        direction="bounce",
+        received_at=at,
+        checks={"bounce": bounce},
+    )

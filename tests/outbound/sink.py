@@ -4,10 +4,8 @@ or to hand each message to a callback (a test auto-responder)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +18,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from tests.conftest import service_missing
+from tests.intake.smtp_support import make_certificate
 
 SINK_USER, SINK_PASSWORD = "desk", "s3cret"
 
@@ -102,21 +100,10 @@ def _authenticator(
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (its own CA), made with the openssl CLI."""
-    if shutil.which("openssl") is None:
-        service_missing("openssl", "the openssl command makes the test certificate")
-    cert, key = directory / "relay-cert.pem", directory / "relay-key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec",
-            "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=relay",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    """A certificate for 127.0.0.1 (its own CA) for the relay, in its own folder."""
+    folder = directory / "relay-tls"
+    folder.mkdir(exist_ok=True)
+    return make_certificate(folder)
 
 
 class Sink:
