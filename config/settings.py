@@ -243,6 +243,10 @@ class ReportsSettings(_Section):
         return value
 
 
+class IntakeSettings(_Section):
+    analysis_processes: int = Field(0, ge=0)
+
+
 class SchedulerSettings(_Section):
     enabled: bool = True
     sla_sweep_minutes: float = Field(15.0, gt=0)
@@ -263,6 +267,7 @@ class Settings(_Section):
     web: WebSettings = WebSettings()
     reports: ReportsSettings = ReportsSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    intake: IntakeSettings = IntakeSettings()
 
     def fallback_queue(self) -> str:
         """The queue that takes mail no rule claimed (validated to exist exactly once)."""

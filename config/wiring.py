@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from config.settings import Settings
+from intake.analyse import Analyser, AnalysisPool
 from intake.checks import Checker
 from routing.router import Router
 from scheduler.clock import Clock, SystemClock
@@ -32,6 +33,13 @@ class Services:
     clock: Clock = field(default_factory=SystemClock)
     # Set by process() after a commit that may have queued mail: wakes the mailer thread.
     outbox_signal: threading.Event = field(default_factory=threading.Event)
+    # The pure stages in this process, and a pool of processes for batches (started lazily).
+    analyser: Analyser | None = None
+    pool: AnalysisPool | None = None
+
+    def __post_init__(self) -> None:
+        if self.analyser is None:
+            self.analyser = Analyser(self.settings, self.checker, self.router)
 
     @property
     def desk_domain(self) -> str:
@@ -49,6 +57,7 @@ def build_services(
     engine = engine or make_engine(settings.database.url)
     if migrate:
         ensure_schema(engine)
+    processes = settings.intake.analysis_processes
     return Services(
         settings=settings,
         engine=engine,
@@ -56,4 +65,5 @@ def build_services(
         checker=Checker(settings),
         router=Router(settings),
         clock=clock or SystemClock(),
+        pool=AnalysisPool(settings, processes or None),
     )

@@ -18,7 +18,7 @@ from config.wiring import Services, build_services
 from desk.cli_staff import register as register_staff_commands
 from desk.sources import Source, expand
 from desk.views import event_json, message_json, ticket_json
-from intake.process import NotKept, process
+from intake.process import NotKept, prepare, process
 from intake.types import Disposition, RawMessage
 from routing.router import build_rules
 from storage import repo
@@ -89,14 +89,18 @@ def _ingest_batch(
     """One transaction for the batch (each message in its own savepoint); if the commit
     itself fails, every message is tried again alone so each still ends stored or kept."""
     raws = [RawMessage(data=s.read(), source=s.name, auto_reply=replies) for s in batch]
+    prepared = prepare(raws, services)
     try:
         with services.engine.begin() as conn:
-            return [(r.source, process(r, services, conn=conn)) for r in raws]
+            return [
+                (raw.source, process(raw, services, conn=conn, analysis=analysis))
+                for raw, analysis in prepared
+            ]
     except NotKept:
         raise
     except Exception:
         logging.getLogger("desk.cli").exception("batch commit failed; retrying one by one")
-        return [(r.source, process(r, services)) for r in raws]
+        return [(raw.source, process(raw, services, analysis=a)) for raw, a in prepared]
 
 
 @cli.command()

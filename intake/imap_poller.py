@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from config.settings import MailboxSettings
 from config.wiring import Services
 from intake.imap_session import FolderState, ImapFault, ImapSession, uid_set
-from intake.process import NotKept, process
+from intake.process import NotKept, prepare, process
 from intake.types import Disposition, RawMessage
 from storage.imap_repo import Cursor, load_cursor, save_cursor
 
@@ -224,14 +224,18 @@ class MailboxPoller:
         delivered = [uid for uid in uids if uid in bodies]
         mb = self.mailbox
         kinds: Counter[str] = Counter()  # counted in the report only once committed
+        # The pure stages before the transaction: the write lock is held only for storing.
+        started = time.perf_counter()
+        prepared = prepare([self._raw(uid, bodies[uid]) for uid in delivered], self.services)
+        report.process_seconds += time.perf_counter() - started
         with self.services.engine.begin() as conn:
             try:
                 current = load_cursor(conn, mb.name, mb.folder, for_update=True)
                 if current != self._stored:
                     raise _CursorMoved
-                for uid in delivered:
+                for raw, analysis in prepared:
                     started = time.perf_counter()
-                    disposition = process(self._raw(uid, bodies[uid]), self.services, conn=conn)
+                    disposition = process(raw, self.services, conn=conn, analysis=analysis)
                     report.process_seconds += time.perf_counter() - started
                     kinds[disposition.kind] += 1
                     progress.processed(mb.name, disposition)

@@ -13,18 +13,19 @@ import hashlib
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from config.wiring import Services
-from intake.mime import parse_message
+from intake.analyse import Analysis, analyse_many
 from intake.record import Incoming, record
-from intake.types import Disposition, Duplicate, ParsedMessage, Quarantined, RawMessage, Unparseable
-from outbound.bounce import looks_like_bounce, read_bounce
+from intake.types import Disposition, Duplicate, ParsedMessage, Quarantined, RawMessage
+from outbound.bounce import read_bounce
 from outbound.bounce_record import record_bounce
 from storage.spool import SpoolError
 
@@ -37,38 +38,40 @@ class NotKept(Exception):
     """Neither the database nor the quarantine spool could keep the bytes: do not ack."""
 
 
-def process(raw: RawMessage, services: Services, *, conn: Connection | None = None) -> Disposition:
+def process(
+    raw: RawMessage,
+    services: Services,
+    *,
+    conn: Connection | None = None,
+    analysis: Analysis | None = None,
+) -> Disposition:
     """Turn raw bytes into a stored ticket message, a duplicate, or a quarantine entry.
 
     With `conn` (an open transaction, used by batch ingest) the message's writes go into a
     SAVEPOINT of it, so one bad message rolls back alone; the caller commits. Without it,
-    the message gets its own transaction, committed before this returns.
+    the message gets its own transaction, committed before this returns. `analysis`: the
+    pure stages already run for `raw` (see `process_many`).
     Raises NotKept only when the bytes could be kept nowhere.
     """
     started = time.perf_counter()
     if raw.received_at is None:
-        raw = RawMessage(**{**raw.__dict__, "received_at": services.clock.now()})
+        raw = replace(raw, received_at=services.clock.now())
     label = _label(raw.data)
-    stage = "parse"
+    if analysis is None:
+        assert services.analyser is not None
+        analysis = services.analyser(raw)
+    if analysis.failure is not None:
+        stage, reason, trace = analysis.failure
+        return _quarantine(raw, services, stage, reason, label, started, trace)
+    parsed = analysis.parsed
+    assert parsed is not None
+    label = parsed.message_id
+    stage = "bounce" if analysis.bounce else "store"
     try:
-        parsed = parse_message(raw.data, desk_domain=services.desk_domain)
-        if isinstance(parsed, Unparseable):
-            return _quarantine(raw, services, "parse", parsed.reason, label, started)
-        label = parsed.message_id
-        if not parsed.from_address and raw.envelope_from:
-            parsed = _with_sender(parsed, raw.envelope_from)
-        if not parsed.from_address:
-            return _quarantine(raw, services, "parse", "no sender address", label, started)
-        if looks_like_bounce(parsed):
-            stage = "bounce"
+        if analysis.bounce:
             return _bounce(raw, parsed, services, conn, label, started)
-        stage = "checks"
-        report = services.checker.run(parsed)
-        stage = "route"
-        decision = services.router.route(raw.envelope_to, parsed, raw.queue_hint)
-        stage = "store"
-        assert raw.received_at is not None
-        incoming = Incoming(raw, parsed, report, decision, raw.received_at)
+        assert raw.received_at is not None and analysis.report and analysis.route
+        incoming = Incoming(raw, parsed, analysis.report, analysis.route, raw.received_at)
         now = services.clock.now()
         disposition = _in_transaction(
             services, conn, lambda c: record(c, incoming, services.settings, now=now)
@@ -90,6 +93,19 @@ def process(raw: RawMessage, services: Services, *, conn: Connection | None = No
         )
     _log(label, raw, disposition, started)
     return disposition
+
+
+def prepare(
+    raws: Sequence[RawMessage], services: Services
+) -> list[tuple[RawMessage, Analysis]]:
+    """The pure stages for a batch, before its transaction opens: on the analysis pool when
+    there is one (the batch then uses every core), else here. Each pair then goes to
+    `process(raw, services, conn=conn, analysis=analysis)`."""
+    now = services.clock.now()
+    stamped = [r if r.received_at else replace(r, received_at=now) for r in raws]
+    assert services.analyser is not None
+    analyses = analyse_many(stamped, services.analyser, services.pool)
+    return list(zip(stamped, analyses, strict=True))
 
 
 def _bounce(
@@ -141,12 +157,6 @@ def _ticket_of(services: Services, conn: Connection | None, message_id: str) -> 
         return lookup(conn)
     with services.engine.connect() as own:
         return lookup(own)
-
-
-def _with_sender(parsed: ParsedMessage, envelope_from: str) -> ParsedMessage:
-    from dataclasses import replace
-
-    return replace(parsed, from_address=envelope_from.strip().lower())
 
 
 def _label(data: bytes) -> str:
