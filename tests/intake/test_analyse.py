@@ -37,7 +37,7 @@ def test_a_broken_pool_falls_back_to_in_process(make_settings) -> None:
     try:
         raws = _raws(12)
         pool.map(raws)  # start the workers
-        executor = pool._executor  # noqa: SLF001 - the test kills one of its processes
+        executor = pool._executor
         assert executor is not None
         victim = next(iter(executor._processes))  # type: ignore[attr-defined]
         os.kill(victim, signal.SIGKILL)
@@ -51,4 +51,4 @@ def test_small_batches_stay_in_process(make_settings) -> None:
     settings: Settings = make_settings()
     pool = AnalysisPool(settings, processes=2)
     analyse_many(_raws(3), Analyser(settings), pool)
-    assert pool._executor is None  # noqa: SLF001 - no process was started for 4 messages
+    assert pool._executor is None
