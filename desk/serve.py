@@ -80,6 +80,12 @@ def run(settings: Settings, *, workers: int = 1) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     _log_levels()
     if workers > 1:
+        if settings.intake.analysis_processes == 0:
+            # The cores are shared out among the workers' analysis pools, not multiplied.
+            share = max(1, (os.cpu_count() or 1) // workers)
+            settings = settings.model_copy(
+                update={"intake": settings.intake.model_copy(update={"analysis_processes": share})}
+            )
         return _supervise(settings, workers)
     return _serve(settings, worker=0, shared_port=False)
 
@@ -130,6 +136,8 @@ def _serve(settings: Settings, *, worker: int, shared_port: bool) -> int:
             except Exception:
                 log.exception("stopping %s failed", component.name)
                 code = 1
+        if services.pool is not None:
+            services.pool.close()  # after the intake: no message is waiting on it any more
         services.engine.dispose()
     log.info("stopped (pid %d)", os.getpid())
     return code

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -75,8 +77,21 @@ class Analyser:
 _worker: Analyser | None = None
 
 
-def _init_worker(settings: Settings) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """A worker must not outlive its parent (a SIGKILLed server): it would hold the
+    parent's inherited stdout and stderr open, and idle for nothing."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _init_worker(settings: Settings, parent: int) -> None:
     global _worker
+    # `parent` comes from the parent itself: if it died while this worker was starting,
+    # getppid() is already someone else's and the watch ends this process at once.
+    threading.Thread(
+        target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True
+    ).start()
     _worker = Analyser(settings)
 
 
@@ -103,7 +118,7 @@ class AnalysisPool:
                 max_workers=self.processes,
                 mp_context=get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(self.settings,),
+                initargs=(self.settings, os.getpid()),
             )
         return self._executor
 
@@ -111,6 +126,18 @@ class AnalysisPool:
         """Analyses in order; raises BrokenProcessPool if a worker died."""
         chunk = max(1, len(raws) // (self.processes * 4))
         return list(self._pool().map(_analyse_in_worker, raws, chunksize=chunk))
+
+    def one(self, raw: RawMessage, fallback: Analyser) -> Analysis:
+        """One message on the pool (for an edge with one message at a time, e.g. SMTP
+        DATA: the calling thread waits without holding the GIL); in-process if the pool
+        is off or broke."""
+        if self.enabled:
+            try:
+                return self._pool().submit(_analyse_in_worker, raw).result()
+            except BrokenProcessPool:
+                log.error("analysis pool broke; analysing in-process")
+                self.close()
+        return fallback(raw)
 
     def close(self) -> None:
         if self._executor is not None:

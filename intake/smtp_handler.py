@@ -133,9 +133,18 @@ class DeskHandler:
         self._log(raw, server, disposition, reply, started)
         return replies.per_recipient(reply, recipients) if self.lmtp else reply
 
+    def _analyse_and_process(self, raw: RawMessage) -> Disposition:
+        """In a worker thread: the pure stages on the analysis pool (another core), then
+        process() stores the message (the one step that needs this process)."""
+        services = self.services
+        assert services.analyser is not None
+        if services.pool is None:
+            return process(raw, services)
+        return process(raw, services, analysis=services.pool.one(raw, services.analyser))
+
     async def _process(self, raw: RawMessage, server: Guarded) -> tuple[str, Disposition | None]:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.pool, process, raw, self.services)
+        future = loop.run_in_executor(self.pool, self._analyse_and_process, raw)
         self.station.inflight.add(future)
         future.add_done_callback(self.station.inflight.discard)
         try:
