@@ -109,6 +109,8 @@ def _serve(settings: Settings, *, worker: int, shared_port: bool) -> int:
         # A broken reply template fails the start, not the first reply.
         templates_for(settings)
         components = _components(settings, services, worker, shared_port)
+        if services.pool is not None:
+            services.pool.warm()
     except (
         ConfigError,
         ValueError,

@@ -95,6 +95,10 @@ def _init_worker(settings: Settings, parent: int) -> None:
     _worker = Analyser(settings)
 
 
+def _ready() -> bool:
+    return _worker is not None
+
+
 def _analyse_in_worker(raw: RawMessage) -> Analysis:
     assert _worker is not None
     return _worker(raw)
@@ -126,6 +130,14 @@ class AnalysisPool:
         """Analyses in order; raises BrokenProcessPool if a worker died."""
         chunk = max(1, len(raws) // (self.processes * 4))
         return list(self._pool().map(_analyse_in_worker, raws, chunksize=chunk))
+
+    def warm(self) -> None:
+        """Start the worker processes now (their language profiles take about a second to
+        load) without waiting for them, so the first message does not pay for it."""
+        if self.enabled:
+            pool = self._pool()
+            for _ in range(self.processes):
+                pool.submit(_ready)
 
     def one(self, raw: RawMessage, fallback: Analyser) -> Analysis:
         """One message on the pool (for an edge with one message at a time, e.g. SMTP
