@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -113,7 +114,7 @@ def _ingest_batch(
 def ingest(obj: Context, paths: tuple[str, ...], as_json: bool, no_replies: bool) -> None:
     """Ingest .eml files, mbox files, Maildir folders, or - (stdin)."""
     for path in paths:
-        if path != "-" and not __import__("os").path.exists(path):
+        if path != "-" and not os.path.exists(path):
             raise click.UsageError(f"no such file or folder: {path}")
     sources = expand(list(paths))
     services = obj.services
@@ -271,26 +272,11 @@ def tickets_show(obj: Context, ref: str, as_json: bool) -> None:
         click.echo(json.dumps(item, ensure_ascii=False, indent=1))
         return
     tz = obj.settings.desk.tz
-    for key in (
-        "ref",
-        "queue",
-        "status",
-        "subject",
-        "sender",
-        "language",
-        "language_ok",
-        "order_numbers",
-        "tracking_numbers",
-        "invalid_tracking_numbers",
-        "product_urls",
-        "store_urls",
-        "missing_fields",
-        "attachments",
-        "route_rule",
-        "sla",
-    ):
-        click.echo(f"{key:>25}: {item[key]}")
-    for key in ("received_at", "due_at", "answered_at"):
+    times = ("received_at", "due_at", "answered_at")
+    for key, value in item.items():
+        if key not in (*times, "messages", "events"):
+            click.echo(f"{key:>25}: {value}")
+    for key in times:
         value = getattr(row, key)
         shown = value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
         click.echo(f"{key:>25}: {shown}")
