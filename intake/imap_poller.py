@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from config.settings import MailboxSettings
 from config.wiring import Services
-from intake.imap_session import FolderState, ImapFault, ImapSession, uid_set
+from intake.imap_session import Fetched, FolderState, ImapFault, ImapSession, uid_set
 from intake.process import NotKept, prepare, process
 from intake.types import Disposition, RawMessage
 from storage.imap_repo import Cursor, load_cursor, save_cursor
@@ -260,7 +260,7 @@ class MailboxPoller:
 
     # -- fetching -----------------------------------------------------------------------------
 
-    def _fetch(self, uids: list[int]) -> tuple[dict[int, bytes], list[int]]:
+    def _fetch(self, uids: list[int]) -> tuple[dict[int, Fetched], list[int]]:
         """(bodies by UID, UIDs the server did not deliver). A failed batch FETCH is retried
         one UID at a time on fresh connections, so one message the server cannot read does not
         hold up the others; if the server cannot be reached at all, ImapFault propagates."""
@@ -305,13 +305,19 @@ class MailboxPoller:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _raw(self, uid: int, data: bytes) -> RawMessage:
+    def _raw(self, uid: int, fetched: Fetched) -> RawMessage:
+        """The 30-day clock starts when the message reached the mailbox (INTERNALDATE), not
+        when we got round to reading it: downtime must not lengthen the desk's deadline.
+        A server date in the future (clock skew) is capped at now."""
         mb = self.mailbox
+        now = self.services.clock.now()
+        arrived = min(fetched.arrived, now) if fetched.arrived is not None else now
         return RawMessage(
-            data=data,
+            data=fetched.data,
             source=self._source(uid),
             envelope_to=(mb.address.strip().lower(),) if mb.address else (),
             queue_hint=mb.queue or None,
+            received_at=arrived,
         )
 
     def _source(self, uid: int) -> str:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from imapclient import IMAPClient, SocketTimeout
@@ -35,6 +36,14 @@ CLOSE_TIMEOUT = 5.0  # seconds LOGOUT may take before the socket is just closed
 # imaplib raises IMAP4.error (and its subclass abort) for NO/BAD/BYE; sockets raise OSError
 # (refused, reset, timeout, TLS); a server that hangs up mid-response gives EOFError.
 _FAILURES = (imaplib.IMAP4.error, OSError, EOFError)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One message as the server delivered it: the exact bytes and its INTERNALDATE."""
+
+    data: bytes
+    arrived: datetime | None
 
 
 class ImapFault(Exception):
@@ -131,6 +140,7 @@ class ImapSession:
                 ssl_context=context,
                 timeout=SocketTimeout(CONNECT_TIMEOUT, READ_TIMEOUT),
             )
+            client.normalise_times = False  # INTERNALDATE as an aware datetime
         except _FAILURES as exc:
             raise ImapFault(
                 f"mailbox {mailbox.name}: cannot connect to {where} (tls={mailbox.tls}): "
@@ -204,15 +214,20 @@ class ImapSession:
         found = self._call("UID SEARCH", lambda: self.client.search(["UID", uid_set(wanted)]))
         return wanted & set(found)
 
-    def fetch(self, uids: list[int]) -> dict[int, bytes]:
-        """The exact bytes of each UID the server delivered (a UID it left out is absent)."""
-        response = self._call("UID FETCH", lambda: self.client.fetch(uids, [b"BODY.PEEK[]"]))
-        bodies: dict[int, bytes] = {}
+    def fetch(self, uids: list[int]) -> dict[int, Fetched]:
+        """The exact bytes of each UID the server delivered (a UID it left out is absent),
+        with the time the message arrived in the mailbox (INTERNALDATE, RFC 3501 2.3.3)."""
+        items = [b"BODY.PEEK[]", b"INTERNALDATE"]
+        response = self._call("UID FETCH", lambda: self.client.fetch(uids, items))
+        fetched: dict[int, Fetched] = {}
         for uid, data in response.items():
             body = data.get(b"BODY[]")
             if isinstance(body, bytes):
-                bodies[int(uid)] = body
-        return bodies
+                arrived = data.get(b"INTERNALDATE")
+                if not isinstance(arrived, datetime) or arrived.tzinfo is None:
+                    arrived = None
+                fetched[int(uid)] = Fetched(body, arrived)
+        return fetched
 
     # -- acting -------------------------------------------------------------------------------
 

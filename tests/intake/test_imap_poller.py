@@ -468,3 +468,32 @@ def test_stop_ends_a_long_pass_after_its_current_batch(dovecot: Dovecot, build: 
     poller.close()
     assert report.interrupted and report.imported == 40  # two whole batches
     assert len(dovecot.uids(user, FOLDER, "SEEN")) == 40
+
+
+def test_the_clock_starts_when_the_message_reached_the_mailbox(
+    dovecot: Dovecot, build: Any, clock: Any
+) -> None:
+    """Mail that waited in the folder while claimdesk was down keeps its arrival time as
+    `received_at` (INTERNALDATE), so downtime does not lengthen the 30-day deadline."""
+    from datetime import UTC, datetime, timedelta
+
+    user = dovecot.add_user()
+    arrived = clock.now() - timedelta(days=3, hours=2)
+    client = dovecot.client(user)
+    try:
+        client.create_folder(FOLDER)
+        client.append(FOLDER, claim(message_id="<late@buyer.example>"), msg_time=arrived)
+        client.append(FOLDER, claim(message_id="<skewed@buyer.example>"),
+                      msg_time=clock.now() + timedelta(days=2))  # fmt: skip
+    finally:
+        client.logout()
+    services = build(mailbox(dovecot, user))
+    fetch(services)
+    with services.engine.connect() as conn:
+        rows = {r.message_id: r.received_at for r in conn.execute(select(MESSAGE))}
+    assert rows["late@buyer.example"] == arrived.replace(microsecond=0).astimezone(UTC)
+    assert rows["skewed@buyer.example"] == clock.now()  # a future server date is capped
+    with services.engine.connect() as conn:
+        ticket = repo.get_ticket(conn, 1)
+    assert ticket.due_at == arrived.replace(microsecond=0) + timedelta(days=30)
+    assert isinstance(ticket.due_at, datetime)
