@@ -103,36 +103,31 @@ def extend(services: Services, ref: str, until: date, reason: str, *, actor: str
     return Done(ticket_ref(ticket.id), f"deadline now {shown}; notice queued to the sender")
 
 
-def close(services: Services, ref: str, *, actor: str = "staff") -> Done:
+def _set_status(
+    services: Services, ref: str, status: str, event: str, closed: bool, actor: str
+) -> Done:
+    """Move a ticket to `status` (closing stamps closed_at, anything else clears it) and
+    record `event`; a ticket already there is left as it is."""
     now = services.clock.now()
     with services.engine.begin() as conn:
         ticket = _ticket(conn, ref)
-        if ticket.status == "closed":
-            return Done(ticket_ref(ticket.id), "already closed")
-        repo.update_ticket(
-            conn, ticket.id, {"status": "closed", "closed_at": now, "updated_at": now}
-        )
-        repo.add_event(
-            conn, ticket.id, "closed", now, {"previous_status": ticket.status}, actor=actor
-        )
-    return Done(ticket_ref(ticket.id), "closed")
+        if ticket.status == status:
+            return Done(ticket_ref(ticket.id), f"already {status}")
+        values = {"status": status, "closed_at": now if closed else None, "updated_at": now}
+        repo.update_ticket(conn, ticket.id, values)
+        detail = {"previous_status": ticket.status}
+        repo.add_event(conn, ticket.id, event, now, detail, actor=actor)
+    return Done(ticket_ref(ticket.id), event)
+
+
+def close(services: Services, ref: str, *, actor: str = "staff") -> Done:
+    return _set_status(services, ref, "closed", "closed", True, actor)
 
 
 def reopen(services: Services, ref: str, *, actor: str = "staff") -> Done:
     """Back to `open` for more work. The SLA clock is the buyer's: a staff reopen does not
     start a new one (a buyer's new message does)."""
-    now = services.clock.now()
-    with services.engine.begin() as conn:
-        ticket = _ticket(conn, ref)
-        if ticket.status == "open":
-            return Done(ticket_ref(ticket.id), "already open")
-        repo.update_ticket(
-            conn, ticket.id, {"status": "open", "closed_at": None, "updated_at": now}
-        )
-        repo.add_event(
-            conn, ticket.id, "reopened", now, {"previous_status": ticket.status}, actor=actor
-        )
-    return Done(ticket_ref(ticket.id), "reopened")
+    return _set_status(services, ref, "open", "reopened", False, actor)
 
 
 def assign(services: Services, ref: str, queue_name: str, *, actor: str = "staff") -> Done:
