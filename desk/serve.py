@@ -56,15 +56,16 @@ def _components(
     from outbound.mailer import MailerService
     from scheduler.app import SchedulerService
 
-    # The mailer first: replies queued by the first messages go out at once. Every worker
-    # runs one (rows are claimed atomically, so each is sent once) and is woken by its own
-    # commits; the scheduler and the pollers run once, in worker 0.
+    # Started in this order, stopped in reverse: the intake (SMTP, then IMAP) stops first,
+    # so SIGTERM closes the door at once while background work (scheduler jobs, the mailer)
+    # finishes after it. Every worker runs a mailer (rows are claimed atomically, so each
+    # is sent once) woken by its own commits; the scheduler and the pollers run once.
     components: list[Component] = [MailerService(services, worker_id=f"{os.getpid()}-{worker}")]
+    if worker == 0 and settings.scheduler.enabled:
+        components.append(SchedulerService(services))
     components.append(SmtpIntake(settings, services, reuse_port=shared_port))
     if worker == 0:
         components.append(ImapService(services))  # one thread per [[mailboxes]] entry
-        if settings.scheduler.enabled:
-            components.append(SchedulerService(services))
     return components
 
 

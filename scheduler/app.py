@@ -9,6 +9,7 @@ cron time since the last recorded run (job_run) is run once, however many were m
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,6 +83,7 @@ class SchedulerService:
     ) -> None:
         self.services = services
         self._extra = extra_jobs
+        self._catch_up: threading.Thread | None = None
         settings = services.settings
         self.scheduler = BackgroundScheduler(
             timezone=settings.desk.tz,
@@ -129,12 +131,22 @@ class SchedulerService:
             )
 
     def start(self) -> None:
-        """Catch up (one sweep, at most one missed report), then run on schedule."""
-        _guarded("sla_sweep", lambda: jobs.sla_sweep(self.services))()
-        _guarded("sla_report", lambda: run_due_report(self.services))()
+        """Run on schedule, and catch up (one sweep, at most one missed report) in a thread
+        of its own: a catch-up waiting on a busy database must not hold up the start of
+        the rest of `serve`, nor its reaction to SIGTERM."""
         self.scheduler.start()
+        self._catch_up = threading.Thread(target=self._run_catch_up, name="sla-catch-up")
+        self._catch_up.start()
         log.info("scheduler started: %s", ", ".join(j.id for j in self.scheduler.get_jobs()))
 
+    def _run_catch_up(self) -> None:
+        _guarded("sla_sweep", lambda: jobs.sla_sweep(self.services))()
+        _guarded("sla_report", lambda: run_due_report(self.services))()
+
     def stop(self) -> None:
+        """Returns once the catch-up and any running job have finished."""
+        if self._catch_up is not None:
+            self._catch_up.join()
+            self._catch_up = None
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
