@@ -141,13 +141,16 @@ def test_workers_share_the_port_are_supervised_and_stop_on_sigterm(served: Serve
     ):
         time.sleep(0.05)
     assert len(served.children()) == 2 and workers[0] not in served.children()
+    # The other worker keeps the port open: wait for the replacement's own "listening".
+    while served.log.read_text().count("listening on 127.0.0.1") < 3:
+        assert time.monotonic() < deadline, "the replacement worker never listened"
+        time.sleep(0.05)
     wait_listening(served.port)
     with smtplib.SMTP("127.0.0.1", served.port, timeout=10) as client:
         client.sendmail(BUYER, [DISPUTES], crlf(claim(subject="After the restart")))
 
     assert served.terminate() == 0
     assert sum(served.message_counts().values()) == 9
-    assert served.log.read_text().count("listening on 127.0.0.1") == 3
 
 
 def test_unusable_tls_configuration_exits_2_naming_the_key(served: Served) -> None:
