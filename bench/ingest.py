@@ -63,7 +63,7 @@ def claimdesk_ingest(
     transaction per batch."""
     from config.settings import build_settings
     from config.wiring import build_services
-    from intake.process import prepare, process
+    from intake.process import NotKept, prepare, process_batch
     from intake.types import RawMessage
 
     settings = build_settings(
@@ -82,11 +82,9 @@ def claimdesk_ingest(
     for start in range(0, len(messages), batch):
         chunk = messages[start : start + batch]
         raws = [RawMessage(data=d, source=f"bench:{start + i}") for i, d in enumerate(chunk)]
-        prepared = prepare(raws, services)
-        with services.engine.begin() as conn:
-            for raw, analysis in prepared:
-                result = process(raw, services, conn=conn, analysis=analysis)
-                kinds[result.kind] = kinds.get(result.kind, 0) + 1
+        for result in process_batch(prepare(raws, services), services):
+            assert not isinstance(result, NotKept)
+            kinds[result.kind] = kinds.get(result.kind, 0) + 1
     rate = len(messages) / (time.perf_counter() - started)
     print(f"  dispositions: {dict(sorted(kinds.items()))}")
     if services.pool is not None:

@@ -56,6 +56,7 @@ class SmtpSettings(_Section):
     max_recipients: int = Field(50, gt=0)
     idle_timeout_seconds: float = Field(300.0, gt=0)
     process_threads: int = Field(4, gt=0)
+    store_processes: int = Field(0, ge=0)
 
 
 class DeskSettings(_Section):

@@ -19,7 +19,7 @@ from config.wiring import Services, build_services
 from desk.cli_staff import register as register_staff_commands
 from desk.sources import Source, expand
 from desk.views import event_json, message_json, ticket_json
-from intake.process import NotKept, prepare, process
+from intake.process import NotKept, prepare, process, process_batch
 from intake.types import Disposition, RawMessage
 from routing.router import build_rules
 from storage import repo
@@ -87,21 +87,20 @@ def _batches(sources: Sequence[Source], size: int) -> Iterator[Sequence[Source]]
 def _ingest_batch(
     services: Services, batch: Sequence[Source], replies: bool = True
 ) -> list[tuple[str, Disposition]]:
-    """One transaction for the batch (each message in its own savepoint); if the commit
-    itself fails, every message is tried again alone so each still ends stored or kept."""
+    """One transaction for the batch (process_batch: each message in its own savepoint, all
+    tried again alone if the commit fails). Raises NotKept for a message kept nowhere, after
+    the rest of the batch was stored."""
     raws = [RawMessage(data=s.read(), source=s.name, auto_reply=replies) for s in batch]
     prepared = prepare(raws, services)
-    try:
-        with services.engine.begin() as conn:
-            return [
-                (raw.source, process(raw, services, conn=conn, analysis=analysis))
-                for raw, analysis in prepared
-            ]
-    except NotKept:
-        raise
-    except Exception:
-        logging.getLogger("desk.cli").exception("batch commit failed; retrying one by one")
-        return [(raw.source, process(raw, services, analysis=a)) for raw, a in prepared]
+    results = process_batch(prepared, services)
+    for result in results:
+        if isinstance(result, NotKept):
+            raise result
+    return [
+        (item.raw.source, result)
+        for item, result in zip(prepared, results, strict=True)
+        if not isinstance(result, NotKept)
+    ]
 
 
 @cli.command()

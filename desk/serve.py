@@ -81,14 +81,20 @@ def run(settings: Settings, *, workers: int = 1) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     _log_levels()
     if workers > 1:
-        if settings.intake.analysis_processes == 0:
-            # The cores are shared out among the workers' analysis pools, not multiplied.
-            share = max(1, (os.cpu_count() or 1) // workers)
-            settings = settings.model_copy(
-                update={"intake": settings.intake.model_copy(update={"analysis_processes": share})}
-            )
-        return _supervise(settings, workers)
+        return _supervise(_share_cores(settings, workers), workers)
     return _serve(settings, worker=0, shared_port=False)
+
+
+def _share_cores(settings: Settings, workers: int) -> Settings:
+    """The cores are shared out among the workers' process pools, not multiplied: "one per
+    CPU" (0) becomes CPUs / workers in each worker (at least 1: no pool, threads)."""
+    share = max(1, (os.cpu_count() or 1) // workers)
+    intake, smtp = settings.intake, settings.smtp
+    if intake.analysis_processes == 0:
+        intake = intake.model_copy(update={"analysis_processes": share})
+    if smtp.store_processes == 0:
+        smtp = smtp.model_copy(update={"store_processes": share})
+    return settings.model_copy(update={"intake": intake, "smtp": smtp})
 
 
 def _serve(settings: Settings, *, worker: int, shared_port: bool) -> int:
@@ -110,8 +116,8 @@ def _serve(settings: Settings, *, worker: int, shared_port: bool) -> int:
         # A broken reply template fails the start, not the first reply.
         templates_for(settings)
         components = _components(settings, services, worker, shared_port)
-        if services.pool is not None:
-            services.pool.warm()
+        if services.pool is not None and worker == 0 and settings.mailboxes:
+            services.pool.warm()  # the pollers' batches use it; SMTP has its own workers
     except (
         ConfigError,
         ValueError,

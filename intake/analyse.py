@@ -77,21 +77,23 @@ class Analyser:
 _worker: Analyser | None = None
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A worker must not outlive its parent (a SIGKILLed server): it would hold the
-    parent's inherited stdout and stderr open, and idle for nothing."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
+def exit_with_parent(parent: int) -> None:
+    """End this (worker) process as soon as `parent` is no longer its parent: a worker must
+    not outlive a SIGKILLed server, holding its inherited stdout and stderr open and idling
+    for nothing. `parent` comes from the parent itself: if it died while this worker was
+    starting, getppid() is already someone else's and the watch ends this process at once."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _init_worker(settings: Settings, parent: int) -> None:
     global _worker
-    # `parent` comes from the parent itself: if it died while this worker was starting,
-    # getppid() is already someone else's and the watch ends this process at once.
-    threading.Thread(
-        target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True
-    ).start()
+    exit_with_parent(parent)
     _worker = Analyser(settings)
 
 

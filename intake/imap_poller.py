@@ -233,9 +233,11 @@ class MailboxPoller:
                 current = load_cursor(conn, mb.name, mb.folder, for_update=True)
                 if current != self._stored:
                     raise _CursorMoved
-                for raw, analysis in prepared:
+                for item in prepared:
                     started = time.perf_counter()
-                    disposition = process(raw, self.services, conn=conn, analysis=analysis)
+                    disposition = process(
+                        item.raw, self.services, conn=conn, analysis=item.analysis
+                    )
                     report.process_seconds += time.perf_counter() - started
                     kinds[disposition.kind] += 1
                     progress.processed(mb.name, disposition)

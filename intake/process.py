@@ -15,7 +15,8 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import Connection
@@ -44,18 +45,21 @@ def process(
     *,
     conn: Connection | None = None,
     analysis: Analysis | None = None,
+    now: datetime | None = None,
 ) -> Disposition:
     """Turn raw bytes into a stored ticket message, a duplicate, or a quarantine entry.
 
     With `conn` (an open transaction, used by batch ingest) the message's writes go into a
     SAVEPOINT of it, so one bad message rolls back alone; the caller commits. Without it,
     the message gets its own transaction, committed before this returns. `analysis`: the
-    pure stages already run for `raw` (see `process_many`).
+    pure stages already run for `raw` (see `prepare`). `now`: the time to record, when it
+    was read from the clock elsewhere (an intake worker process stores what the serving
+    process received; its clock is the one tests freeze).
     Raises NotKept only when the bytes could be kept nowhere.
     """
     started = time.perf_counter()
     if raw.received_at is None:
-        raw = replace(raw, received_at=services.clock.now())
+        raw = replace(raw, received_at=now or services.clock.now())
     label = _label(raw.data)
     if analysis is None:
         assert services.analyser is not None
@@ -72,9 +76,9 @@ def process(
             return _bounce(raw, parsed, services, conn, label, started)
         assert raw.received_at is not None and analysis.report and analysis.route
         incoming = Incoming(raw, parsed, analysis.report, analysis.route, raw.received_at)
-        now = services.clock.now()
+        at = now or services.clock.now()
         disposition = _in_transaction(
-            services, conn, lambda c: record(c, incoming, services.settings, now=now)
+            services, conn, lambda c: record(c, incoming, services.settings, now=at)
         )
         if conn is None:
             services.outbox_signal.set()  # committed: a queued reply can go out now
@@ -95,17 +99,53 @@ def process(
     return disposition
 
 
-def prepare(
-    raws: Sequence[RawMessage], services: Services
-) -> list[tuple[RawMessage, Analysis]]:
+def prepare(raws: Sequence[RawMessage], services: Services) -> list[Prepared]:
     """The pure stages for a batch, before its transaction opens: on the analysis pool when
-    there is one (the batch then uses every core), else here. Each pair then goes to
-    `process(raw, services, conn=conn, analysis=analysis)`."""
+    there is one (the batch then uses every core), else here. The result goes to
+    `process_batch()`, or item by item to `process(raw, services, conn=conn, analysis=...)`."""
     now = services.clock.now()
     stamped = [r if r.received_at else replace(r, received_at=now) for r in raws]
     assert services.analyser is not None
     analyses = analyse_many(stamped, services.analyser, services.pool)
-    return list(zip(stamped, analyses, strict=True))
+    return [Prepared(raw, analysis) for raw, analysis in zip(stamped, analyses, strict=True)]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One message ready to store: its bytes, what the pure stages made of it, and the time
+    to record (None: the clock's, when stored)."""
+
+    raw: RawMessage
+    analysis: Analysis
+    now: datetime | None = None
+
+
+def process_batch(batch: Sequence[Prepared], services: Services) -> list[Disposition | NotKept]:
+    """Store a batch in ONE transaction (group commit: one durable commit for all), each
+    message in its own SAVEPOINT so a bad one rolls back alone; the result of each, in order,
+    is a Disposition or the NotKept for a message kept nowhere. Only after the COMMIT does
+    any of them count as stored. When the transaction itself fails (the database went away,
+    the commit failed), every message is tried again alone, so each still ends stored or
+    quarantined, exactly as a single process() call would leave it."""
+    if not batch:
+        return []
+    try:
+        with services.engine.begin() as conn:
+            results = [_kept_or_not(item, services, conn) for item in batch]
+    except Exception:
+        log.exception("batch of %d: the transaction failed; storing one by one", len(batch))
+        return [_kept_or_not(item, services, None) for item in batch]
+    services.outbox_signal.set()  # committed: queued replies can go out now
+    return results
+
+
+def _kept_or_not(
+    item: Prepared, services: Services, conn: Connection | None
+) -> Disposition | NotKept:
+    try:
+        return process(item.raw, services, conn=conn, analysis=item.analysis, now=item.now)
+    except NotKept as exc:
+        return exc
 
 
 def _bounce(

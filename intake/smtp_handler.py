@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -21,6 +22,7 @@ from intake import smtp_replies as replies
 from intake.process import NotKept, process
 from intake.smtp_limits import RecipientPolicy
 from intake.smtp_protocol import Guarded, Station
+from intake.store_workers import NoWorker, StoreWorkers, WorkerLost
 from intake.types import Disposition, Quarantined, RawMessage
 
 log = logging.getLogger("intake.smtp")
@@ -51,10 +53,12 @@ class DeskHandler:
         station: Station,
         *,
         lmtp: bool = False,
+        workers: StoreWorkers | None = None,
     ) -> None:
         smtp = services.settings.smtp
         self.services = services
         self.pool = pool
+        self.workers = workers
         self.station = station
         self.lmtp = lmtp
         self.max_recipients = smtp.max_recipients
@@ -142,15 +146,34 @@ class DeskHandler:
             return process(raw, services)
         return process(raw, services, analysis=services.pool.one(raw, services.analyser))
 
-    async def _process(self, raw: RawMessage, server: Guarded) -> tuple[str, Disposition | None]:
+    def _in_this_process(self, raw: RawMessage) -> asyncio.Future[Disposition]:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.pool, self._analyse_and_process, raw)
+        return loop.run_in_executor(self.pool, self._analyse_and_process, raw)
+
+    async def _in_worker(self, workers: StoreWorkers, raw: RawMessage) -> Disposition:
+        """process() in a worker process; in this process while none is up."""
+        now = self.services.clock.now()
+        try:
+            disposition = await workers.store(replace(raw, received_at=now), now)
+        except NoWorker:
+            return await self._in_this_process(raw)
+        self.services.outbox_signal.set()  # committed: the mailer here sends the reply
+        return disposition
+
+    async def _process(self, raw: RawMessage, server: Guarded) -> tuple[str, Disposition | None]:
+        if self.workers is not None:
+            future = asyncio.ensure_future(self._in_worker(self.workers, raw))
+        else:
+            future = self._in_this_process(raw)
         self.station.inflight.add(future)
         future.add_done_callback(self.station.inflight.discard)
         try:
             disposition = await asyncio.shield(future)
         except NotKept:
             return replies.NOT_KEPT, None  # process() has logged it (critical)
+        except WorkerLost as exc:
+            log.error("%s %s before storing it: 451, the sender retries", _sha_label(raw.data), exc)
+            return replies.NOT_KEPT, None
         except asyncio.CancelledError:
             # The client went away before our reply: it will retry; say what happened here.
             future.add_done_callback(_late(raw, server))

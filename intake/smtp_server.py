@@ -6,7 +6,9 @@ in a thread by `SmtpIntake` (start()/stop(), like the other `serve` components).
 - RCPT: desk addresses and addresses at `smtp.extra_domains` only, else `550 5.1.1`: never a
   relay. At most `smtp.max_recipients` per message (`452 4.5.3`).
 - DATA: the exact bytes (`envelope.original_content`, no trace header added) go to `process()`
-  in a pool of `smtp.process_threads` threads. `250 2.0.0 Ok: <ticket> <disposition>` is sent
+  in one of `smtp.store_processes` worker processes (intake/store_workers.py: one transaction
+  for the messages that arrive together), or with `store_processes = 1` in a pool of
+  `smtp.process_threads` threads. `250 2.0.0 Ok: <ticket> <disposition>` is sent
   only after `process()` returned, i.e. after its commit (or the quarantine spool's fsync);
   `451 4.3.0` when nothing kept the bytes; `552 5.3.4` over `smtp.max_message_bytes` (SIZE).
   LMTP answers once per accepted recipient (RFC 2033 4.2), all with the one outcome.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -34,6 +37,7 @@ from config.wiring import Services
 from intake import smtp_replies as replies
 from intake.smtp_handler import DeskHandler
 from intake.smtp_protocol import DeskLMTP, DeskSMTP, Station
+from intake.store_workers import StoreWorkers
 
 log = logging.getLogger("intake.smtp")
 
@@ -105,12 +109,21 @@ class SmtpIntake:
         self._pool = ThreadPoolExecutor(
             max_workers=self.settings.process_threads, thread_name_prefix="smtp-process"
         )
-        self._handler = DeskHandler(services, self._pool, self._station, lmtp=self.settings.lmtp)
+        processes = self.settings.store_processes or (os.cpu_count() or 1)
+        self._workers = StoreWorkers(settings, processes) if processes > 1 else None
+        self._handler = DeskHandler(
+            services, self._pool, self._station, lmtp=self.settings.lmtp, workers=self._workers
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._failure: BaseException | None = None
+
+    @property
+    def workers(self) -> StoreWorkers | None:
+        """The store worker processes, or None when process() runs in this process."""
+        return self._workers
 
     @property
     def address(self) -> tuple[str, int]:
@@ -178,6 +191,8 @@ class SmtpIntake:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
+            if self._workers is not None:
+                loop.run_until_complete(self._workers.start())
             self._server = loop.run_until_complete(
                 loop.create_server(self._protocol, sock=self._sock)
             )
@@ -217,4 +232,6 @@ class SmtpIntake:
         # Messages whose sender vanished are still being stored: they finish, too.
         if station.inflight:
             await asyncio.gather(*list(station.inflight), return_exceptions=True)
+        if self._workers is not None:
+            await self._workers.close()
         await self._server.wait_closed()

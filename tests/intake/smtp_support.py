@@ -237,11 +237,13 @@ Serve = Callable[..., Running]
 
 @pytest.fixture
 def serve(make_services: Callable[..., Services], sqlite_url: str) -> Iterator[Serve]:
-    """serve(url=None, **smtp_keys): claimdesk's SMTP edge on a random port."""
+    """serve(url=None, **smtp_keys): claimdesk's SMTP edge on a random port. process() runs
+    in its threads unless `store_processes` (> 1) asks for worker processes."""
     running: list[SmtpIntake] = []
 
     def start(url: str | None = None, **smtp: Any) -> Running:
-        services = make_services(url or sqlite_url, smtp={"port": 0, **smtp})
+        smtp = {"port": 0, "store_processes": 1, **smtp}
+        services = make_services(url or sqlite_url, smtp=smtp)
         server = SmtpIntake(services.settings, services)
         server.start()
         running.append(server)
@@ -250,3 +252,61 @@ def serve(make_services: Callable[..., Services], sqlite_url: str) -> Iterator[S
     yield start
     for server in running:
         server.stop(grace=2)
+
+
+class Outage:
+    """Takes the database away and brings it back (the real thing: no patched ORM)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def database_down(self) -> None:
+        engine = self.services.engine
+        if engine.dialect.name == "sqlite":
+            engine.dispose()  # pooled connections would keep the old file open
+            path = Path(engine.url.database or "")
+            for suffix in ("", "-wal", "-shm"):
+                moved = Path(f"{path}{suffix}")
+                if moved.exists():
+                    moved.rename(f"{moved}.away")
+            path.mkdir()  # "unable to open database file" from now on
+        else:
+            self._pg(f'ALTER DATABASE "{engine.url.database}" ALLOW_CONNECTIONS false')
+            self._pg(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{engine.url.database}'"
+            )
+
+    def database_up(self) -> None:
+        engine = self.services.engine
+        if engine.dialect.name == "sqlite":
+            path = Path(engine.url.database or "")
+            path.rmdir()
+            for suffix in ("", "-wal", "-shm"):
+                moved = Path(f"{path}{suffix}.away")
+                if moved.exists():
+                    moved.rename(f"{path}{suffix}")
+        else:
+            self._pg(f'ALTER DATABASE "{engine.url.database}" ALLOW_CONNECTIONS true')
+        engine.dispose()
+
+    def spool_down(self) -> None:
+        spool = self.services.spool.directory
+        spool.rename(spool.with_name("spool.away"))
+        spool.write_text("not a directory")
+
+    def spool_up(self) -> None:
+        spool = self.services.spool.directory
+        spool.unlink()
+        spool.with_name("spool.away").rename(spool)
+
+    def _pg(self, statement: str) -> None:
+        from sqlalchemy import text
+
+        from storage.engine import make_engine
+        from tests.conftest import PG_ADMIN_URL
+
+        admin = make_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(statement))
+        admin.dispose()

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from config.wiring import Services
 from intake import smtp_replies as replies
 from storage.models import MESSAGE
 from tests.intake import smtp_support
 from tests.intake.smtp_support import (
+    Outage,
     Serve,
     crlf,
     make_certificate,
@@ -337,65 +337,6 @@ def test_lmtp_answers_once_per_recipient(serve: Serve) -> None:
 # -- failure: the bytes are kept, or the sender is told to retry --------------------------------
 
 
-class _Outage:
-    """Takes the database away and brings it back (the real thing: no patched ORM)."""
-
-    def __init__(self, services: Services, url: str) -> None:
-        self.services = services
-        self.url = url
-
-    def database_down(self) -> None:
-        engine = self.services.engine
-        if engine.dialect.name == "sqlite":
-            engine.dispose()  # pooled connections would keep the old file open
-            path = Path(engine.url.database or "")
-            for suffix in ("", "-wal", "-shm"):
-                moved = Path(f"{path}{suffix}")
-                if moved.exists():
-                    moved.rename(f"{moved}.away")
-            path.mkdir()  # "unable to open database file" from now on
-        else:
-            self._pg(f'ALTER DATABASE "{engine.url.database}" ALLOW_CONNECTIONS false')
-            self._pg(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = '{engine.url.database}'"
-            )
-
-    def database_up(self) -> None:
-        engine = self.services.engine
-        if engine.dialect.name == "sqlite":
-            path = Path(engine.url.database or "")
-            path.rmdir()
-            for suffix in ("", "-wal", "-shm"):
-                moved = Path(f"{path}{suffix}.away")
-                if moved.exists():
-                    moved.rename(f"{path}{suffix}")
-        else:
-            self._pg(f'ALTER DATABASE "{engine.url.database}" ALLOW_CONNECTIONS true')
-        engine.dispose()
-
-    def spool_down(self) -> None:
-        spool = self.services.spool.directory
-        spool.rename(spool.with_name("spool.away"))
-        spool.write_text("not a directory")
-
-    def spool_up(self) -> None:
-        spool = self.services.spool.directory
-        spool.unlink()
-        spool.with_name("spool.away").rename(spool)
-
-    def _pg(self, statement: str) -> None:
-        from sqlalchemy import text
-
-        from storage.engine import make_engine
-        from tests.conftest import PG_ADMIN_URL
-
-        admin = make_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(statement))
-        admin.dispose()
-
-
 def test_database_outage_quarantines_then_451_then_release_makes_the_ticket(
     serve: Serve, db_url: str, tmp_path: Path
 ) -> None:
@@ -404,7 +345,7 @@ def test_database_outage_quarantines_then_451_then_release_makes_the_ticket(
     from desk.cli import cli
 
     running = serve(db_url)
-    outage = _Outage(running.services, db_url)
+    outage = Outage(running.services)
     kept, quarantined, refused = (crlf(claim(subject=s)) for s in ("kept", "aside", "refused"))
 
     def deliver(data: bytes) -> tuple[int, bytes]:

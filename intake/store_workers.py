@@ -1,0 +1,324 @@
+"""Processes that run process() whole for the SMTP/LMTP edge, committing together what
+arrives together.
+
+Why: parsing, the language check and the transaction are CPU-bound Python. In the serving
+process they would share one GIL with aiosmtpd's event loop, and threads only add switching;
+so each message goes, pickled and length-framed over a socketpair, to one of a few worker
+processes, which run the pure stages and then ONE transaction for every message that queued
+up meanwhile (group commit: one durable COMMIT for the lot, each message in its own
+SAVEPOINT, `process_batch()`). A worker answers only after that COMMIT, so the edge's 250
+still means "committed". A worker that dies fails the messages it held with NotKept (the
+edge answers 451 and the sender retries; one that was committed just before the death is
+then a Duplicate, never a second ticket) and is replaced; while no worker is up, the edge
+stores in its own process.
+
+Frames: an 8-byte big-endian length, then a pickle. Edge -> worker: (request id, RawMessage,
+time to record). Worker -> edge: (request id, Disposition or None, why not kept, how many
+messages shared the transaction); request id 0 says the worker is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import pickle
+import select
+import socket
+import struct
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.process import BaseProcess
+
+from config.settings import Settings
+from intake.types import Disposition, RawMessage
+
+log = logging.getLogger("intake.smtp")
+
+_HEADER = struct.Struct("!Q")
+_READY = 0
+BATCH_LIMIT = 64  # messages in one transaction at most
+READY_SECONDS = 120.0  # a worker loads language profiles and opens the database first
+_RESPAWN_MAX_DELAY = 30.0
+_STABLE_SECONDS = 10.0  # a worker that lived this long restarts at once when it dies
+
+
+class WorkerLost(Exception):
+    """The worker holding a message died before answering: nothing says it was kept."""
+
+
+class NoWorker(Exception):
+    """No worker is up (all died and are restarting): the caller stores in-process."""
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: BaseProcess
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    started: float
+    pending: dict[int, asyncio.Future[Disposition]] = field(default_factory=dict)
+
+
+class StoreWorkers:
+    """`processes` worker processes and the edge's side of their sockets (one event loop)."""
+
+    def __init__(self, settings: Settings, processes: int) -> None:
+        # The workers store; they must not start pools of their own.
+        intake = settings.intake.model_copy(update={"analysis_processes": 1})
+        self.settings = settings.model_copy(update={"intake": intake})
+        self.processes = processes
+        self._live: dict[int, _Worker] = {}
+        self._next_id = 1
+        self._closing = False
+        self._delays: dict[int, float] = {}
+        # A worker that dies young waits this long, doubled each time, before its restart
+        # (a worker that crashes at once must not spin); an old one restarts at once.
+        self.restart_delay = 1.0
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Messages stored, by the size of the transaction they were in (group commit at work).
+        self.batch_sizes: Counter[int] = Counter()
+
+    @property
+    def live(self) -> int:
+        """Workers up and ready."""
+        return len(self._live)
+
+    def pids(self) -> dict[int, int | None]:
+        """Worker index -> pid, of the live workers."""
+        return {index: w.process.pid for index, w in self._live.items()}
+
+    def holding(self) -> dict[int, int]:
+        """Worker index -> messages sent to it and not answered yet."""
+        return {index: len(w.pending) for index, w in self._live.items()}
+
+    async def start(self) -> None:
+        """Start every worker and wait until each is ready; raises RuntimeError if one
+        could not start (the edge must not claim to serve)."""
+        results = await asyncio.gather(
+            *(self._launch(index) for index in range(self.processes)), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            await self.close()
+            raise RuntimeError(f"intake worker failed to start: {failures[0]}")
+
+    async def store(self, raw: RawMessage, now: datetime) -> Disposition:
+        """process() of `raw` in the least busy worker; returns after its COMMIT.
+
+        Raises NotKept (the worker kept the bytes nowhere), WorkerLost (it died first) or
+        NoWorker (none is up)."""
+        from intake.process import NotKept
+
+        if not self._live:
+            raise NoWorker
+        worker = min(self._live.values(), key=lambda w: len(w.pending))
+        request = self._next_id
+        self._next_id += 1
+        future: asyncio.Future[Disposition] = asyncio.get_running_loop().create_future()
+        worker.pending[request] = future
+        payload = pickle.dumps((request, raw, now), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            worker.writer.write(_HEADER.pack(len(payload)) + payload)
+            await worker.writer.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            worker.pending.pop(request, None)
+            raise WorkerLost(str(exc)) from exc
+        result = await future
+        if isinstance(result, NotKept):
+            raise result
+        return result
+
+    async def close(self) -> None:
+        """Tell every worker to finish (end of input), wait for them; idempotent."""
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        workers = list(self._live.values())
+        for worker in workers:
+            worker.writer.close()
+        loop = asyncio.get_running_loop()
+        for worker in workers:
+            await loop.run_in_executor(None, _join, worker.process)
+        self._live.clear()
+
+    # -- starting, reading answers, restarting ------------------------------------------------
+
+    async def _launch(self, index: int) -> None:
+        parent, child = socket.socketpair()
+        process = multiprocessing.get_context("spawn").Process(
+            target=_worker_main,
+            args=(child, self.settings, os.getpid(), logging.getLogger().level),
+            name=f"claimdesk-intake-{index}",
+            daemon=True,
+        )
+        try:
+            process.start()
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_connection(sock=parent, limit=2**20)
+        try:
+            request, *_ = await asyncio.wait_for(_read_frame(reader), READY_SECONDS)
+            if request != _READY:
+                raise RuntimeError(f"worker {index} said {request!r} instead of ready")
+        except (asyncio.IncompleteReadError, TimeoutError, RuntimeError) as exc:
+            writer.close()
+            await asyncio.get_running_loop().run_in_executor(None, _join, process)
+            raise RuntimeError(f"worker {index} (exit {process.exitcode}): {exc!r}") from exc
+        worker = _Worker(index, process, reader, writer, time.monotonic())
+        self._live[index] = worker
+        self._spawn_task(self._answers(worker))
+        log.info("intake worker %d ready (pid %s)", index, process.pid)
+
+    async def _answers(self, worker: _Worker) -> None:
+        from intake.process import NotKept
+
+        try:
+            while True:
+                request, disposition, why, batch = await _read_frame(worker.reader)
+                self.batch_sizes[batch] += 1
+                future = worker.pending.pop(request, None)
+                if future is None or future.done():
+                    continue
+                future.set_result(disposition if disposition is not None else NotKept(why))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, pickle.PickleError):
+            pass
+        finally:
+            self._lost(worker)
+
+    def _lost(self, worker: _Worker) -> None:
+        self._live.pop(worker.index, None)
+        worker.writer.close()
+        for future in worker.pending.values():
+            if not future.done():
+                future.set_exception(WorkerLost(f"intake worker {worker.index} died"))
+        worker.pending.clear()
+        if self._closing:
+            return
+        lived = time.monotonic() - worker.started
+        if lived > _STABLE_SECONDS:
+            self._delays.pop(worker.index, None)
+        delay = 0.0 if lived > _STABLE_SECONDS else self._backoff(worker.index)
+        log.error(
+            "intake worker %d (pid %s) died; restarting in %.1f s",
+            worker.index,
+            worker.process.pid,
+            delay,
+        )
+        self._spawn_task(self._restart(worker, delay))
+
+    async def _restart(self, worker: _Worker, delay: float) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, _join, worker.process)
+        await asyncio.sleep(delay)
+        if self._closing:
+            return
+        try:
+            await self._launch(worker.index)
+        except RuntimeError as exc:
+            log.error("intake worker %d could not restart: %s", worker.index, exc)
+            if not self._closing:
+                self._spawn_task(self._restart(worker, self._backoff(worker.index)))
+
+    def _backoff(self, index: int) -> float:
+        """The next restart delay of a worker that keeps failing: doubled each time."""
+        previous = self._delays.get(index)
+        delay = min(previous * 2 if previous else self.restart_delay, _RESPAWN_MAX_DELAY)
+        self._delays[index] = delay
+        return delay
+
+    def _spawn_task(self, coroutine: object) -> None:
+        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+_Answer = tuple[int, Disposition | None, str, int]
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> _Answer:
+    (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+    frame: _Answer = pickle.loads(await reader.readexactly(size))
+    return frame
+
+
+def _join(process: BaseProcess, timeout: float = 60.0) -> None:
+    process.join(timeout)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+# -- the worker process ------------------------------------------------------------------------
+
+
+class _Channel:
+    """The worker's end of the socketpair: blocking frames, and "is another one waiting?"."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def _frame(self) -> bytes | None:
+        if len(self.buffer) < _HEADER.size:
+            return None
+        (size,) = _HEADER.unpack_from(self.buffer)
+        end = _HEADER.size + size
+        if len(self.buffer) < end:
+            return None
+        frame = bytes(self.buffer[_HEADER.size : end])
+        del self.buffer[:end]
+        return frame
+
+    def receive(self, *, wait: bool) -> bytes | None:
+        """The next frame; None at the end of input, or (wait=False) when none is complete."""
+        while (frame := self._frame()) is None:
+            if not wait and not select.select([self.sock], [], [], 0)[0]:
+                return None
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        return frame
+
+    def send(self, value: object) -> None:
+        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        self.sock.sendall(_HEADER.pack(len(payload)) + payload)
+
+
+def _worker_main(sock: socket.socket, settings: Settings, parent: int, level: int) -> None:
+    """A worker: build the services, say ready, then store batches until the end of input."""
+    from config.wiring import build_services
+    from intake.analyse import exit_with_parent
+    from intake.process import NotKept, Prepared, process_batch
+
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    exit_with_parent(parent)
+    services = build_services(settings, migrate=False)
+    analyser = services.analyser
+    assert analyser is not None
+    channel = _Channel(sock)
+    channel.send((_READY, None, "", 0))
+    try:
+        while (first := channel.receive(wait=True)) is not None:
+            requests = [pickle.loads(first)]
+            while len(requests) < BATCH_LIMIT and (more := channel.receive(wait=False)):
+                requests.append(pickle.loads(more))
+            batch = [Prepared(raw, analyser(raw), now) for _, raw, now in requests]
+            size = len(batch)
+            for (request, _, _), result in zip(
+                requests, process_batch(batch, services), strict=True
+            ):
+                if isinstance(result, NotKept):
+                    channel.send((request, None, str(result), size))
+                else:
+                    channel.send((request, result, "", size))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the serving process is gone; what was committed stays committed
+    finally:
+        with contextlib.suppress(Exception):
+            services.engine.dispose()
