@@ -1,7 +1,7 @@
 """SMTP intake throughput: `claimdesk serve` against a bare aiosmtpd server, same client.
 
     python -m bench.smtp [--messages 5000] [--connections 10] [--workers 1 2]
-                         [--client asyncio|smtplib] [--threads N] [--repeat N]
+                         [--client asyncio|smtplib] [--store N] [--threads N] [--repeat N]
 
 Each target runs as its own subprocess on 127.0.0.1: first a bare aiosmtpd server whose
 handler answers 250 at once, then `claimdesk serve` (and `serve --workers N`) on a fresh
@@ -49,7 +49,8 @@ class Result:
     sent: int
     accepted: int
     seconds: float
-    server_cpu: float  # CPU seconds of the server process(es) during the run
+    server_cpu: float  # CPU seconds of the server process and all below it during the run
+    below_cpu: float  # the part of server_cpu used by the processes below it
     client_cpu: float
     other_cpu: float  # CPU seconds the rest of the machine used meanwhile (contention)
 
@@ -62,18 +63,37 @@ class Result:
         return self.server_cpu / max(self.accepted, 1) * 1000
 
 
-def _process_cpu(pid: int) -> float:
-    """CPU seconds of `pid` and its current children (the workers), from /proc (Linux)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (workers, their store processes), from /proc."""
+    found = [pid]
     with contextlib.suppress(OSError):
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    total = 0.0
-    for one in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                    found += _descendants(int(child))
+    return found
+
+
+def _cpu_of(pid: int) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+    return 0.0
+
+
+def _cpu_tree(pid: int) -> dict[int, float]:
+    """CPU seconds of `pid` and of each process below it, by pid (Linux /proc)."""
+    return {one: _cpu_of(one) for one in _descendants(pid)}
+
+
+def _cpu_used(pid: int, before: dict[int, float]) -> tuple[float, float]:
+    """CPU seconds since `before`: of `pid` itself, and of the processes below it (a process
+    started meanwhile counts from zero; one that ended meanwhile is not counted)."""
+    after = _cpu_tree(pid)
+    used = {one: seconds - before.get(one, 0.0) for one, seconds in after.items()}
+    top = used.pop(pid, 0.0)
+    return top, sum(used.values())
 
 
 def _machine_cpu() -> float:
@@ -194,8 +214,8 @@ def drive(
     server: subprocess.Popen[bytes],
     client: str = "asyncio",
 ) -> Result:
-    server_cpu, client_cpu, machine_cpu = (
-        _process_cpu(server.pid),
+    server_tree, client_cpu, machine_cpu = (
+        _cpu_tree(server.pid),
         time.process_time(),
         _machine_cpu(),
     )
@@ -205,10 +225,13 @@ def drive(
     else:
         accepted = asyncio.run(_client(port, corpus, connections))
     seconds = time.perf_counter() - started
-    server_cpu = _process_cpu(server.pid) - server_cpu
+    top_cpu, below_cpu = _cpu_used(server.pid, server_tree)
+    server_cpu = top_cpu + below_cpu
     client_cpu = time.process_time() - client_cpu
     other_cpu = max(0.0, _machine_cpu() - machine_cpu - server_cpu - client_cpu)
-    return Result(name, len(corpus), len(accepted), seconds, server_cpu, client_cpu, other_cpu)
+    return Result(
+        name, len(corpus), len(accepted), seconds, server_cpu, below_cpu, client_cpu, other_cpu
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
@@ -238,6 +261,7 @@ def run_claimdesk(
     workers: int,
     keep: bool,
     threads: int | None = None,
+    store: int | None = None,
     client: str = "asyncio",
 ) -> Result:
     work = Path(tempfile.mkdtemp(prefix="claimdesk-bench-"))
@@ -246,7 +270,9 @@ def run_claimdesk(
     config.write_text(
         f'[database]\nurl = "sqlite:///{work / "claimdesk.db"}"\n'
         f'[desk]\nspool_dir = "{work / "spool"}"\n'
-        f"[smtp]\nport = {port}\n" + (f"process_threads = {threads}\n" if threads else "")
+        f"[smtp]\nport = {port}\n"
+        + (f"process_threads = {threads}\n" if threads else "")
+        + (f"store_processes = {store}\n" if store is not None else "")
     )
     command = [sys.executable, "-m", "desk.cli", *VERBOSE, "--config", str(config), "serve"]
     log = open(work / "serve.log", "wb")  # noqa: SIM115 - closed below
@@ -302,13 +328,16 @@ def bare_server(port: int) -> None:
 def _table(rows: Sequence[Result], bare: Result) -> None:
     print(
         f"{'target':<30} {'accepted':>8} {'seconds':>8} {'msg/s':>8} {'ratio':>6} "
-        f"{'server CPU ms/msg':>17} {'client CPU s':>12} {'other CPU s':>11}"
+        f"{'server CPU ms/msg':>17} {'of it below':>11} {'client CPU ms/msg':>17} "
+        f"{'other CPU s':>11}"
     )
     for result in rows:
+        per_message = 1000 / max(result.accepted, 1)
         print(
             f"{result.name:<30} {result.accepted:>8} {result.seconds:>8.2f} "
             f"{result.rate:>8.1f} {result.rate / bare.rate:>6.3f} {result.server_ms:>17.2f} "
-            f"{result.client_cpu:>12.2f} {result.other_cpu:>11.2f}"
+            f"{result.below_cpu * per_message:>11.2f} {result.client_cpu * per_message:>17.2f} "
+            f"{result.other_cpu:>11.2f}"
         )
 
 
@@ -318,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--threads", type=int, help="smtp.process_threads (default: config)")
+    parser.add_argument(
+        "--store", type=int, help="smtp.store_processes (default: config, one per CPU)"
+    )
     parser.add_argument(
         "--client",
         choices=["asyncio", "smtplib"],
@@ -345,7 +377,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     for run in range(1, args.repeat + 1):
         bare = run_bare(corpus, args.connections, args.client)
         results = [
-            run_claimdesk(corpus, args.connections, w, args.keep, args.threads, args.client)
+            run_claimdesk(
+                corpus, args.connections, w, args.keep, args.threads, args.store, args.client
+            )
             for w in args.workers
         ]
         print(f"run {run}:" if args.repeat > 1 else "")
