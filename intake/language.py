@@ -46,11 +46,12 @@ _NOISE = re.compile(
     rf"|{_CODE})"
     rf"|(?<=[^\x00-\x7f]){_CODE}"
 )
-_SPACE = re.compile(r"\s+")
-_LETTER = re.compile(r"[^\W\d_]")
+# Runs, not single characters: one match per word instead of one per letter, the same count.
+_LETTERS = re.compile(r"[^\W\d_]+")
 _UNSPACED = re.compile(
-    r"[\u0e00-\u0eff\u1100-\u11ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
+    r"[\u0e00-\u0eff\u1100-\u11ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+"
 )
+
 
 def clean_for_detection(text: str, max_chars: int) -> str:
     """`text` without links, e-mail addresses and digit-bearing tokens, whitespace collapsed,
@@ -71,7 +72,9 @@ def clean_for_detection(text: str, max_chars: int) -> str:
             cut = max(text.rfind(" ", pos, end), text.rfind("\n", pos, end))
             if cut > pos:
                 end = cut
-        piece = _SPACE.sub(" ", _NOISE.sub(" ", text[pos:end])).strip()
+        # split() and join(): whitespace runs collapsed and the ends stripped, as `\s+` and
+        # strip() would (the same Unicode whitespace), at a fraction of the cost.
+        piece = " ".join(_NOISE.sub(" ", text[pos:end]).split())
         if piece:
             pieces.append(piece)
             size += len(piece) + 1
@@ -89,15 +92,15 @@ def clean_for_detection(text: str, max_chars: int) -> str:
 
 def _letter_weight(text: str) -> int:
     """The letters of `text`, each Han, kana or Hangul character counted several times."""
-    unspaced = len(_UNSPACED.findall(text))
-    return len(_LETTER.findall(text)) + unspaced * (_UNSPACED_LETTER_WEIGHT - 1)
+    unspaced = sum(map(len, _UNSPACED.findall(text)))
+    return sum(map(len, _LETTERS.findall(text))) + unspaced * (_UNSPACED_LETTER_WEIGHT - 1)
 
 
 class LanguageChecker:
     """Judges the language of a buyer's own text against the desk's accepted languages.
 
-    Construction loads the detector profiles (once per process); `check` is pure and
-    thread-safe.
+    Construction loads the detector profiles and its compiled trial loop (once per process,
+    ~0.7 s of CPU); `check` is pure and thread-safe.
     """
 
     def __init__(self, checks: ChecksSettings, accepted: Sequence[str]) -> None:
@@ -105,7 +108,7 @@ class LanguageChecker:
         self._max_chars = checks.language_max_chars
         self._min_probability = checks.language_min_probability
         self._accepted = frozenset(code.strip().lower() for code in accepted)
-        factory()  # load the profiles now, not on the first message
+        factory()  # load (and compile) now, not on the first message
 
     def accepts(self, code: str) -> bool:
         """True when `code` is accepted: exactly, or by its base language ("zh" takes "zh-tw")."""

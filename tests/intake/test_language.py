@@ -6,8 +6,11 @@ import random
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.settings import build_settings
+from intake import language
 from intake.language import LanguageChecker, clean_for_detection
 from intake.types import LanguageVerdict
 
@@ -408,3 +411,28 @@ def test_a_huge_text_is_cleaned_and_capped() -> None:
     huge = ENGLISH_CLAIM * 5000  # ~2.3 MB; only the first window is cleaned
     assert len(clean_for_detection(huge, 400)) <= 400
     assert re.fullmatch(r"[^\d]*", clean_for_detection(huge, 400))
+
+
+# Letters of several scripts (Han, kana, Hangul and Thai among them), marks, numbers that are
+# not decimal digits, and every kind of whitespace str.isspace() knows; nothing _NOISE removes.
+WORDS_AND_SPACES = (
+    "abcXYZ_éßжЖ汉字あアカ가ไทยـ\u0301²½Ⅻ,!?-'\"()・ "
+    "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=WORDS_AND_SPACES, max_size=300))
+def test_cleaning_collapses_and_strips_whitespace_as_a_regex_would(text: str) -> None:
+    assert clean_for_detection(text, 100_000) == re.sub(r"\s+", " ", text).strip()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=WORDS_AND_SPACES, max_size=300))
+def test_letter_weight_counts_character_by_character(text: str) -> None:
+    letter = re.compile(r"[^\W\d_]")
+    unspaced = re.compile(
+        r"[\u0e00-\u0eff\u1100-\u11ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
+    )
+    expected = sum(bool(letter.match(ch)) + 2 * bool(unspaced.match(ch)) for ch in text)
+    assert language._letter_weight(text) == expected
