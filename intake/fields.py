@@ -34,6 +34,7 @@ text (buyers type ``lp0012...``; write pattern letters in upper case); they carr
 
 from __future__ import annotations
 
+import operator
 import re
 from bisect import bisect_left
 from collections.abc import Iterable
@@ -66,17 +67,23 @@ _PRODUCT_PATH = re.compile(r"/(?:item|i)/[^/]|/store/product/")
 _STORE_PATH = re.compile(r"/store/[^/]")
 _ID_IN_PATH = re.compile(r"(?<![0-9])[0-9]{16}(?![0-9])")
 
-# The serial and check digit first (so the engine skips to digits), letters checked in Python.
-# Groupings: 123456785, 123 456 785, 1234 5678 5, 12345678 5. Run on upper-cased text.
-_S10_DIGITS = re.compile(
-    r"[0-9](?<![0-9][0-9])[0-9]{2}"
-    r"(?: [0-9]{3} [0-9]{3}|[0-9](?:[0-9]{5}|[0-9]{4} [0-9]| [0-9]{4} [0-9]))"
+# Both candidates start at the first digit of a run, and both are found in one scan of the
+# upper-cased text (digits and separators sit there as in the text): at each run start, an
+# S10 candidate (serial and check digit first, so the engine skips to digits; letters checked
+# in Python; groupings 123456785, 123 456 785, 1234 5678 5, 12345678 5) and an order-number
+# candidate (compact 16 digits, or 4-4-4-4 with one separator used throughout, the
+# backreference) are each looked for; `_candidates` keeps each kind's matches from
+# overlapping, as two `finditer` scans would.
+_S10_REST = (
+    r"[0-9]{2}(?: [0-9]{3} [0-9]{3}|[0-9](?:[0-9]{5}|[0-9]{4} [0-9]| [0-9]{4} [0-9]))"
     r" ?[A-Z]{2}(?![A-Z0-9@])"
 )
-# Compact 16 digits, or 4-4-4-4 with one separator used throughout (the backreference).
-_NUMBER = re.compile(
-    r"[0-9](?<![0-9][0-9])[0-9]{3}"
-    r"(?:[0-9]{12}|([ \-\u00a0\u202f])[0-9]{4}\1[0-9]{4}\1[0-9]{4})"
+_NUMBER_REST = (
+    r"[0-9]{3}(?:[0-9]{12}|(?P<sep>[ \-\u00a0\u202f])[0-9]{4}(?P=sep)[0-9]{4}(?P=sep)[0-9]{4})"
+)
+_RUN_START = re.compile(
+    rf"[0-9](?<![0-9][0-9])(?=(?P<s10>{_S10_REST})|)(?=(?P<number>{_NUMBER_REST})|)"
+    r"(?(s10)|(?(number)|(?!)))"
 )
 _NO_SEPARATORS = str.maketrans("", "", " -\u00a0\u202f")
 _CURRENCY_AFTER = re.compile(r"\s?(?:[$€£¥₽₹元]|(?:usd|eur|rub|руб|cny|rmb|yuan)\b)", re.I)
@@ -150,10 +157,10 @@ _CONTEXT_BEFORE = _tail_pattern(_CONTEXT_WORDS, _CONTEXT_CJK)
 
 def s10_check_digit(serial8: str) -> int:
     """The UPU S10 check digit of an 8-digit serial; raises ValueError for anything else."""
-    if len(serial8) != 8 or not all(c in _DIGITS for c in serial8):
+    if len(serial8) != 8 or not (serial8.isascii() and serial8.isdigit()):
         raise ValueError(f"an S10 serial is 8 digits, not {serial8!r}")
-    check = 11 - sum(int(d) * w for d, w in zip(serial8, _S10_WEIGHTS, strict=True)) % 11
-    return {10: 0, 11: 5}.get(check, check)
+    check = 11 - sum(map(operator.mul, map(int, serial8), _S10_WEIGHTS)) % 11
+    return 0 if check == 10 else 5 if check == 11 else check
 
 
 def is_valid_s10(code: str) -> bool:
@@ -183,6 +190,8 @@ class _Spans:
     def __init__(self, spans: Iterable[tuple[int, int]]) -> None:
         self._starts: list[int] = []
         self._ends: list[int] = []
+        if not spans:
+            return
         for start, end in sorted(spans):
             if self._ends and start <= self._ends[-1]:
                 self._ends[-1] = max(self._ends[-1], end)
@@ -193,6 +202,26 @@ class _Spans:
     def overlaps(self, start: int, end: int) -> bool:
         i = bisect_left(self._starts, end) - 1  # the last range that starts before `end`
         return i >= 0 and self._ends[i] > start
+
+
+_Candidate = tuple[int, int, str | None]  # start, end, order-number separator
+
+
+def _candidates(up: str) -> tuple[list[_Candidate], list[_Candidate]]:
+    """(S10 candidates, order-number candidates) in `up`, each kind in order and without
+    overlaps."""
+    s10: list[_Candidate] = []
+    numbers: list[_Candidate] = []
+    s10_end = number_end = 0
+    for m in _RUN_START.finditer(up):
+        start = m.start()
+        if m.start("s10") >= 0 and start >= s10_end:
+            s10_end = m.end("s10")
+            s10.append((start, s10_end, None))
+        if m.start("number") >= 0 and start >= number_end:
+            number_end = m.end("number")
+            numbers.append((start, number_end, m.group("sep")))
+    return s10, numbers
 
 
 def _upper(text: str) -> str:
@@ -211,6 +240,7 @@ class _Found:
     products: dict[str, None] = field(default_factory=dict)
     stores: dict[str, None] = field(default_factory=dict)
     product_ids: set[str] = field(default_factory=set)
+    urls: dict[str, str | None] = field(default_factory=dict)  # `_take_url` results
 
 
 _Hit = tuple[tuple[int, int], str, bool]  # (span, tracking number, valid)
@@ -259,14 +289,15 @@ class FieldExtractor:
             if order:
                 orders.append((start, order))
         spans = [span for span, _ in urls]
-        tracks = self._tracking(text, up, _Spans(spans))
+        s10, numbers = _candidates(up)
+        tracks = self._tracking(text, up, _Spans(spans), s10)
         for _, code, valid in tracks:
             (found.tracking if valid else found.invalid)[code] = None
         taken = _Spans(spans + [span for span, _, _ in tracks])
-        for m in _NUMBER.finditer(text):
-            number = _order_at(text, m, taken)
+        for start, end, sep in numbers:
+            number = _order_at(text, start, end, sep, taken)
             if number:
-                orders.append((m.start(), number))
+                orders.append((start, number))
         for _, number in sorted(orders):
             found.orders[number] = None
 
@@ -274,7 +305,10 @@ class FieldExtractor:
         order = self._take_url(link, found)
         if order:
             found.orders[order] = None
-        for _, code, valid in self._tracking(link, _upper(link), _Spans([(0, len(link))])):
+        up = _upper(link)
+        for _, code, valid in self._tracking(
+            link, up, _Spans([(0, len(link))]), _candidates(up)[0]
+        ):
             if valid:
                 found.tracking[code] = None
 
@@ -320,12 +354,12 @@ class FieldExtractor:
         urls.sort()
         return urls
 
-    def _tracking(self, text: str, up: str, urls: _Spans) -> list[_Hit]:
-        """Tracking candidates in `text`, in order; invalid S10 inside URLs and spaced,
-        not upper-case invalid ones are left out as too likely noise."""
+    def _tracking(self, text: str, up: str, urls: _Spans, s10: list[_Candidate]) -> list[_Hit]:
+        """Tracking numbers in `text` (`s10`: its S10 candidates), in order; invalid S10
+        inside URLs and spaced, not upper-case invalid ones are left out as too likely
+        noise."""
         hits: list[_Hit] = []
-        for m in _S10_DIGITS.finditer(up):
-            start, end = m.span()
+        for start, end, _ in s10:
             if up[start - 1 : start] == " ":
                 start -= 1
             start -= 2
@@ -350,7 +384,14 @@ class FieldExtractor:
 
     def _take_url(self, url: str, found: _Found) -> str | None:
         """Files a marketplace product or store link; returns the order number of an
-        order-detail link, else None. Other URLs are ignored."""
+        order-detail link, else None. Other URLs are ignored. (The same URL in the text,
+        the HTML text and an href is filed once: filing it again would change nothing.)"""
+        if url in found.urls:
+            return found.urls[url]
+        order = found.urls[url] = self._file_url(url, found)
+        return order
+
+    def _file_url(self, url: str, found: _Found) -> str | None:
         rest = url
         scheme = _SCHEME.match(rest)
         if scheme:
@@ -380,13 +421,11 @@ class FieldExtractor:
         return None
 
 
-def _order_at(text: str, m: re.Match[str], taken: _Spans) -> str | None:
-    """The digits of candidate `m` when it is an order number (near-miss rules: module
-    docstring), else None."""
-    start, end = m.span()
+def _order_at(text: str, start: int, end: int, sep: str | None, taken: _Spans) -> str | None:
+    """The digits of the candidate at `start:end` (grouped by `sep`, None when compact) when
+    it is an order number (near-miss rules: module docstring), else None."""
     if taken.overlaps(start, end):
         return None
-    sep = m.group(1)
     after = text[end : end + 2]
     if after:
         nxt, then = after[0], after[1:]
@@ -400,7 +439,7 @@ def _order_at(text: str, m: re.Match[str], taken: _Spans) -> str | None:
     before2 = text[start - 2] if start > 1 else ""
     if sep and before == sep and before2 in _DIGITS:
         return None
-    digits = m.group().translate(_NO_SEPARATORS)
+    digits = text[start:end].translate(_NO_SEPARATORS)
     # "İ".lower() is "i" + U+0307; drop the combining dot so SİPARİŞ reads as sipariş.
     window = text[max(0, start - _CONTEXT_WINDOW) : start].lower().replace("\u0307", "")[::-1]
     if _LABEL_BEFORE.match(window):

@@ -11,8 +11,9 @@ from __future__ import annotations
 import mimetypes
 from dataclasses import dataclass
 from email.message import Message
+from functools import lru_cache
 
-from pathvalidate import sanitize_filename
+from pathvalidate import FileNameSanitizer
 
 from intake import mime_headers as hdr
 
@@ -43,6 +44,10 @@ _EXTENSIONS = {
 # Built-in table only: the module-level mimetypes database also reads /etc/mime.types,
 # which would make generated names depend on the host.
 _MIMETYPES = mimetypes.MimeTypes()
+# What `pathvalidate.sanitize_filename(name, replacement_text="")` does, without building
+# the sanitizer (and its validator) again on every call.
+_SANITIZER = FileNameSanitizer()
+_CACHED_NAME_CHARS = 255
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,22 @@ def safe_filename(name: str) -> str:
     """The last path component of `name` without control or reserved characters; "" if
     nothing usable is left (".." and names of only dots or spaces count as nothing)."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if len(base) <= _CACHED_NAME_CHARS:
+        return _safe_base(base)
+    return _sanitize(base)
+
+
+@lru_cache(maxsize=1024)
+def _safe_base(base: str) -> str:
+    return _sanitize(base)  # the same few names ("photo.jpg", "image001.png") recur
+
+
+def _sanitize(base: str) -> str:
     try:
-        cleaned = sanitize_filename(base, replacement_text="")
+        cleaned = str(_SANITIZER.sanitize(base, replacement_text=""))
     except Exception:
         return ""
-    cleaned = cleaned.strip().lstrip(".").strip()
-    return cleaned
+    return cleaned.strip().lstrip(".").strip()
 
 
 def attachment_name(part: Message, index: int, content_type: str, hint: str | None) -> str:

@@ -25,6 +25,18 @@ _ID_TOKEN = re.compile(r"<([^<>]*)>|[^\s<>,;]+")
 _COMMENT = re.compile(r"\([^()]*\)")
 _WHITESPACE = re.compile(r"\s+")
 _CACHED_HEADER_BYTES = 2048
+_NOT_PLAIN = re.compile(r"[\r\n\x00]|=\?")  # what `decode_value` may have to change
+# Address lists in the shape nearly all mail uses ("a@b", "Name <a@b>", comma-separated),
+# parsed here with one pattern; anything else (quotes, comments, groups, routes, stray
+# specials or spaces inside the address) goes to `email.utils.getaddresses`. Display-name
+# words are runs of the characters its parser (`_parseaddr`) does not stop at, dots
+# included (RFC 5322 obs-phrase), as there; address atoms also exclude every Unicode space
+# (it drops an atom that `str.strip()` empties).
+_ATOM = r'[^()<>@,:;."\[\]\s]+'
+_WORD = r'[^()<>@,:;"\[\] \t\r\n]+'
+_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*"
+_SIMPLE_ADDRESS = re.compile(rf"({_ADDR_SPEC})|({_WORD}(?:[ \t]+{_WORD})*)?[ \t]*<({_ADDR_SPEC})>")
+_PHRASE_SPACE = re.compile(r"[ \t]+")
 
 
 def clean(text: str) -> str:
@@ -123,6 +135,8 @@ def decode_words(value: str, hint: str | None = None) -> str:
 
 def decode_value(value: str, hint: str | None = None) -> str:
     """A whole header value: unfolded, 8-bit decoded, encoded words decoded, stripped."""
+    if value.isascii() and not _NOT_PLAIN.search(value):
+        return value.strip()  # nothing to unfold, decode or clean
     return clean(decode_words(unescape_8bit(unfold(value), hint), hint)).strip()
 
 
@@ -144,12 +158,28 @@ def _pairs(values: list[str], hint: str | None) -> list[tuple[str, str]]:
     result: list[tuple[str, str]] = []
     if not values:
         return result
-    for name, addr in getaddresses(values):
+    for name, addr in simple_addresses(values) or getaddresses(values):
         address = clean(addr).strip().strip("<>").strip().lower()
         if "@" not in address or address.startswith("@") or address.endswith("@"):
             continue
         result.append((clean(decode_words(name, hint)).strip(), address))
     return result
+
+
+def simple_addresses(values: list[str]) -> list[tuple[str, str]] | None:
+    """What `email.utils.getaddresses(values)` returns, when every address is in a simple
+    shape (see `_SIMPLE_ADDRESS`); None otherwise (and for an empty list entry)."""
+    found: list[tuple[str, str]] = []
+    for piece in ", ".join(values).split(","):
+        match = _SIMPLE_ADDRESS.fullmatch(piece.strip(" \t"))
+        if match is None:
+            return None
+        bare, phrase, routed = match.groups()
+        if bare is not None:
+            found.append(("", bare))
+        else:
+            found.append((" ".join(_PHRASE_SPACE.split(phrase)) if phrase else "", routed))
+    return found
 
 
 def message_ids(value: str) -> tuple[str, ...]:

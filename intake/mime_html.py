@@ -29,6 +29,8 @@ _LINE = frozenset(
 _CELL = frozenset({"td", "th"})
 _SPACES = re.compile(r"[ \t\n\r\f\v\u00a0\u200b]+")
 _BLANK_RUNS = re.compile(r"\n{3,}")
+_ASCII_SEPARATORS = re.compile(r"[\x1c-\x1f]")
+_NON_SPACE_SPACES = re.compile(r"[\t\n\r\f\v\u00a0\u200b]")
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""")
 
 
@@ -51,17 +53,20 @@ class _Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.current: list[str] = []
+        self.blank = True  # the current line holds only whitespace so far
         self.quote_depth = 0
         self.line_depth = 0
 
     def add(self, run: str) -> None:
-        if not self.current or not "".join(self.current).strip():
+        if self.blank:
             self.line_depth = self.quote_depth
+            self.blank = run.isspace() or not run
         self.current.append(run)
 
     def end_line(self, *, hard: bool = False, blank: bool = False) -> None:
-        text = _SPACES.sub(" ", "".join(self.current)).strip()
+        text = _collapse("".join(self.current)) if self.current else ""
         self.current = []
+        self.blank = True
         if text:
             self.lines.append("> " * self.line_depth + text)
         elif hard:
@@ -78,7 +83,22 @@ class _Lines:
 
     def text(self) -> str:
         self.end_line()
-        return _BLANK_RUNS.sub("\n\n", "\n".join(self.lines)).strip("\n")
+        text = "\n".join(self.lines)
+        if "\n\n\n" in text:
+            text = _BLANK_RUNS.sub("\n\n", text)
+        return text.strip("\n")
+
+
+def _collapse(text: str) -> str:
+    """`_SPACES.sub(" ", text).strip()`, without the regex when it cannot matter: ASCII text
+    without the four separators `str.split()` adds to `_SPACES` (U+001C..U+001F) is split
+    and joined; other text without a tab, line break or run of spaces is only stripped."""
+    if text.isascii():
+        if not _ASCII_SEPARATORS.search(text):
+            return " ".join(text.split())
+    elif "  " not in text and not _NON_SPACE_SPACES.search(text):
+        return text.strip()
+    return _SPACES.sub(" ", text).strip()
 
 
 def html_to_text(html: str) -> HtmlText:
@@ -89,22 +109,23 @@ def html_to_text(html: str) -> HtmlText:
     links: dict[str, None] = {}
     cids: set[str] = set()
     pre_depth = 0
-    stack: list[tuple[LexborNode, bool]] = [(tree.root, False)] if tree.root else []
+    # Nodes to enter, and the tags of elements to leave (only those that end a line).
+    stack: list[LexborNode | str] = [tree.root] if tree.root else []
     while stack:
-        node, leaving = stack.pop()
-        tag = node.tag or ""
-        if leaving:
-            if tag == "blockquote":
+        node = stack.pop()
+        if isinstance(node, str):
+            if node == "blockquote":
                 out.end_line(blank=True)
                 out.quote_depth = max(0, out.quote_depth - 1)
-            elif tag == "pre":
+            elif node == "pre":
                 pre_depth -= 1
                 out.end_line(blank=True)
-            elif tag in _PARAGRAPH:
+            elif node in _PARAGRAPH:
                 out.end_line(blank=True)
-            elif tag in _LINE:
+            else:
                 out.end_line()
             continue
+        tag = node.tag or ""
         if tag == "-text":
             run = node.text_content or ""
             if pre_depth:
@@ -119,8 +140,10 @@ def html_to_text(html: str) -> HtmlText:
             continue
         if tag in _PARAGRAPH:
             out.end_line(blank=True)
+            stack.append(tag)
         elif tag in _LINE:
             out.end_line()
+            stack.append(tag)
         elif tag in _CELL:
             out.add(" ")
         if tag == "blockquote":
@@ -135,11 +158,8 @@ def html_to_text(html: str) -> HtmlText:
             src = (node.attributes.get("src") or "").strip()
             if src[:4].lower() == "cid:":
                 cids.add(unquote(src[4:]).strip().strip("<>").lower())
-        stack.append((node, True))
-        children: list[LexborNode] = []
-        child = node.child
+        child = node.last_child
         while child is not None:
-            children.append(child)
-            child = child.next
-        stack.extend((c, False) for c in reversed(children))
+            stack.append(child)
+            child = child.prev
     return HtmlText(out.text(), tuple(links), frozenset(cids))

@@ -238,9 +238,17 @@ _DEVICE_WORDS = (
     "urządzenia", "app", "приложени",
 )  # fmt: skip
 
+_DASH_CHARS = "-=_*~–—"
 _DASH_RUN = re.compile(r"[-=_*~–—]{2,}")
 _HAS_DIGIT = re.compile(r"\d")
 _SEPARATOR_ONLY = re.compile(r"[-=_*~–—\s]{5,}")
+# Cheap necessary conditions, derived from the tables: a separator line starts with a dash
+# or a phrase's first letter and ends with a dash, a colon or a phrase's last letter; a
+# mobile signature starts like a prefix or ends like a suffix.
+_SEPARATOR_FIRST = frozenset(_DASH_CHARS) | {p[0] for p in SEPARATOR_PHRASES}
+_SEPARATOR_LAST = frozenset(_DASH_CHARS + ":") | {p[-1] for p in SEPARATOR_PHRASES}
+_SIGNATURE_FIRST = frozenset(p[0] for p in (*_SIGNATURE_PREFIXES_OWNED, *_SIGNATURE_PREFIXES))
+_SIGNATURE_LAST = frozenset(s[-1] for s in _SIGNATURE_SUFFIXES)
 
 
 def is_quoted(line: str) -> bool:
@@ -268,6 +276,8 @@ def is_separator_phrase(stripped: str) -> bool:
     if not stripped or len(stripped) > 120:
         return False
     text = _normalise(stripped)
+    if text[0] not in _SEPARATOR_FIRST or text[-1] not in _SEPARATOR_LAST:
+        return False
     dashed = bool(_DASH_RUN.match(text))
     core = _DASH_RUN.sub(" ", text).strip().rstrip(":").strip()
     if core in SEPARATOR_PHRASES:
@@ -278,6 +288,8 @@ def is_separator_phrase(stripped: str) -> bool:
 def header_label(stripped: str) -> str | None:
     """The label of an Outlook-style header line ("From:", "*Sent:*", "De :"), lower-cased."""
     if not stripped or len(stripped) > MAX_MARKER_LINE:
+        return None
+    if ":" not in stripped and "：" not in stripped:
         return None
     text = stripped.lstrip("*").replace("：", ":")
     colon = text.find(":", 0, 30)
@@ -317,6 +329,8 @@ def is_mobile_signature(stripped: str) -> bool:
     if not stripped or len(stripped) > 80 or "," in stripped:
         return False
     text = stripped.lower().rstrip(".! ")
+    if not text or (text[0] not in _SIGNATURE_FIRST and text[-1] not in _SIGNATURE_LAST):
+        return False
     if len(text.split()) > 10:
         return False
     if text.startswith(_SIGNATURE_PREFIXES_OWNED):
@@ -334,6 +348,8 @@ def is_signature_delimiter(line: str) -> bool:
 def is_footer_start(stripped: str) -> bool:
     """Lines that start a signature only when little follows: "____" rules (list
     footers) and "-Name" sign-offs."""
+    if stripped[:1] not in ("_", "-"):
+        return False
     if stripped.startswith("__") and not stripped.strip("_"):
         return True
     return (

@@ -38,6 +38,7 @@ MAX_LINES = 10_000
 _FOOTER_LOOKAHEAD = 15
 _FOOTER_MAX_LINES = 10
 _HEADER_BLOCK_SPAN = 10
+_COLONS = (":", "：")
 
 
 def split_reply(text: str) -> tuple[str, tuple[Quote, ...]]:
@@ -52,27 +53,29 @@ def split_reply(text: str) -> tuple[str, tuple[Quote, ...]]:
     if len(lines) > MAX_LINES:
         overflow = "\n".join(lines[MAX_LINES:]).strip("\n")
         lines = lines[:MAX_LINES]
+    # Every line stripped once: the markers are judged on stripped lines (a line is
+    # `>`-quoted exactly when its stripped form starts with ">").
+    bare = [line.strip() for line in lines]
     own: list[str] = []
     quotes: list[Quote] = []
     in_signature = False
     i, n = 0, len(lines)
     while i < n:
-        line = lines[i]
-        if is_quoted(line):
-            end = _quoted_block_end(lines, i)
+        line, stripped = lines[i], bare[i]
+        if is_quoted(stripped):
+            end = _quoted_block_end(bare, i)
             quotes.append(Quote(_unquoted(lines[i:end])))
             in_signature, i = False, end
             continue
-        stripped = line.strip()
-        start = _quote_start(lines, i, stripped)
+        start = _quote_start(bare, i)
         if start is not None:
             kind, length = start
             _trim_tail(own)
-            attribution = "\n".join(s.strip() for s in lines[i : i + length] if s.strip())
+            attribution = "\n".join(s for s in bare[i : i + length] if s)
             if kind == "attribution":
-                j = _skip_blank(lines, i + length)
-                if j < n and is_quoted(lines[j]):
-                    end = _quoted_block_end(lines, j)
+                j = _skip_blank(bare, i + length)
+                if j < n and is_quoted(bare[j]):
+                    end = _quoted_block_end(bare, j)
                     quotes.append(Quote(_unquoted(lines[j:end]), attribution))
                     in_signature, i = False, end
                     continue
@@ -80,7 +83,7 @@ def split_reply(text: str) -> tuple[str, tuple[Quote, ...]]:
             quotes.append(Quote(rest, attribution))
             break
         if not in_signature:
-            footer = is_footer_start(stripped) and _little_follows(lines, i + 1)
+            footer = is_footer_start(stripped) and _little_follows(bare, i + 1)
             if footer or is_signature_delimiter(line):
                 in_signature = True
             elif not is_mobile_signature(stripped):
@@ -91,27 +94,31 @@ def split_reply(text: str) -> tuple[str, tuple[Quote, ...]]:
     return _tidy(own), tuple(quotes)
 
 
-def _quote_start(lines: list[str], i: int, stripped: str) -> tuple[str, int] | None:
+# The helpers below read `bare`: the lines of the text, each stripped.
+
+
+def _quote_start(bare: list[str], i: int) -> tuple[str, int] | None:
     """("separator" | "header" | "attribution", number of lines) when a quote starts at i."""
+    stripped = bare[i]
     if not stripped or len(stripped) > MAX_MARKER_LINE:
         return None
     if is_separator_phrase(stripped):
-        return "separator", 1 + _header_lines_after(lines, i + 1)
+        return "separator", 1 + _header_lines_after(bare, i + 1)
     if header_label(stripped) in FROM_LABELS:
-        length = _header_block(lines, i)
+        length = _header_block(bare, i)
         if length:
             return "header", length
-    length = _attribution(lines, i, stripped)
+    length = _attribution(bare, i)
     if length:
         return "attribution", length
     return None
 
 
-def _header_block(lines: list[str], i: int) -> int:
+def _header_block(bare: list[str], i: int) -> int:
     """Lines of an Outlook header block starting at i (From, then a date label), else 0."""
     last, has_date, unlabelled = i, False, 0
-    for j in range(i + 1, min(len(lines), i + _HEADER_BLOCK_SPAN)):
-        stripped = lines[j].strip()
+    for j in range(i + 1, min(len(bare), i + _HEADER_BLOCK_SPAN)):
+        stripped = bare[j]
         if not stripped:
             continue
         label = header_label(stripped)
@@ -126,59 +133,65 @@ def _header_block(lines: list[str], i: int) -> int:
     return last - i + 1 if has_date else 0
 
 
-def _header_lines_after(lines: list[str], j: int) -> int:
+def _header_lines_after(bare: list[str], j: int) -> int:
     """Header lines ("From: ...", "Date: ...") right after a separator line, with the blank
     lines before them; 0 when none follow."""
-    start = _skip_blank(lines, j, limit=2)
+    start = _skip_blank(bare, j, limit=2)
     end = start
-    while end < len(lines) and end - start < _HEADER_BLOCK_SPAN:
-        if header_label(lines[end].strip()) is None:
+    while end < len(bare) and end - start < _HEADER_BLOCK_SPAN:
+        if header_label(bare[end]) is None:
             break
         end += 1
     return end - j if end > start else 0
 
 
-def _attribution(lines: list[str], i: int, stripped: str) -> int:
+def _attribution(bare: list[str], i: int) -> int:
     """Lines (1-3) of an attribution starting at i, else 0. Wrapped attributions ("On ...
     X\\n<x@y>\\nwrote:") are joined; a line ending a sentence never continues into one."""
-    window = stripped
+    window = bare[i]
+    if not (
+        window.endswith(_COLONS)
+        or (i + 1 < len(bare) and bare[i + 1].endswith(_COLONS))
+        or (i + 2 < len(bare) and bare[i + 2].endswith(_COLONS))
+    ):
+        return 0  # every window ends like one of these lines, and must end with a colon
     for k in (1, 2, 3):
         if k > 1:
             index = i + k - 1
-            if index >= len(lines):
+            if index >= len(bare):
                 return 0
-            nxt = lines[index].strip()
+            nxt = bare[index]
             if not nxt or len(nxt) > MAX_MARKER_LINE or window.endswith((".", "!", "?")):
                 return 0
             window = f"{window} {nxt}"
-        if window.endswith((":", "：")):
-            quoted_next = _is_quoted_after_blanks(lines, i + k)
+        if window.endswith(_COLONS):
+            quoted_next = _is_quoted_after_blanks(bare, i + k)
             if attribution_window(window, next_is_quoted=quoted_next, multi_line=k > 1):
                 return k
     return 0
 
 
-def _skip_blank(lines: list[str], j: int, limit: int | None = None) -> int:
+def _skip_blank(bare: list[str], j: int, limit: int | None = None) -> int:
     start = j
-    while j < len(lines) and not lines[j].strip():
+    while j < len(bare) and not bare[j]:
         if limit is not None and j - start >= limit:
             break
         j += 1
     return j
 
 
-def _is_quoted_after_blanks(lines: list[str], j: int) -> bool:
-    j = _skip_blank(lines, j)
-    return j < len(lines) and is_quoted(lines[j])
+def _is_quoted_after_blanks(bare: list[str], j: int) -> bool:
+    j = _skip_blank(bare, j)
+    return j < len(bare) and is_quoted(bare[j])
 
 
-def _quoted_block_end(lines: list[str], i: int) -> int:
+def _quoted_block_end(bare: list[str], i: int) -> int:
     """Index after the last `>` line of the block starting at i (blank lines may separate)."""
     last = i
-    for j in range(i, len(lines)):
-        if is_quoted(lines[j]):
+    for j in range(i, len(bare)):
+        if is_quoted(bare[j]):
             last = j
-        elif lines[j].strip():
+        elif bare[j]:
             break
     return last + 1
 
@@ -187,19 +200,18 @@ def _unquoted(block: list[str]) -> str:
     return "\n".join(unquote(line) for line in block).strip("\n")
 
 
-def _little_follows(lines: list[str], start: int) -> bool:
+def _little_follows(bare: list[str], start: int) -> bool:
     """Whether at most a few lines follow before the end or the next quote (a footer)."""
     seen = 0
-    for j in range(start, min(len(lines), start + _FOOTER_LOOKAHEAD)):
-        stripped = lines[j].strip()
-        if not stripped:
+    for j in range(start, min(len(bare), start + _FOOTER_LOOKAHEAD)):
+        if not bare[j]:
             continue
-        if is_quoted(lines[j]) or _quote_start(lines, j, stripped) is not None:
+        if is_quoted(bare[j]) or _quote_start(bare, j) is not None:
             return True
         seen += 1
         if seen > _FOOTER_MAX_LINES:
             return False
-    return start + _FOOTER_LOOKAHEAD >= len(lines)
+    return start + _FOOTER_LOOKAHEAD >= len(bare)
 
 
 def _trim_tail(own: list[str]) -> None:

@@ -37,6 +37,7 @@ _WORD_START = r"(?<!\w)"
 _WORD_END = r"(?!\w)"
 
 _Atom = str  # one literal character, or _SEPARATOR_SOURCE, or _WILDCARD_SOURCE
+_PATTERN_ATOMS = frozenset({_SEPARATOR_SOURCE, _WILDCARD_SOURCE})
 
 
 def fold(text: str) -> str:
@@ -131,7 +132,8 @@ class RoutingInput:
     @cached_property
     def has_unspaced_script(self) -> bool:
         """Whether the folded text holds Chinese, Japanese, Korean or Thai characters."""
-        return _UNSPACED_SCRIPT.search(self.folded) is not None
+        folded = self.folded
+        return not folded.isascii() and _UNSPACED_SCRIPT.search(folded) is not None
 
 
 class Rule(Protocol):
@@ -211,7 +213,15 @@ class KeywordRule:
             parsed.setdefault(phrase.atoms, phrase)  # the first spelling of a fold names it
         # Longest first: a match is named after the most specific phrase it satisfies.
         self._phrases = sorted(parsed.values(), key=lambda p: (-len(p.atoms), p.text))
-        self._whole = [re.compile(p.source()) for p in self._phrases]
+        # The phrases that can match a text starting with a given character, in the order
+        # above: those starting with it, and those starting with `*` ("-*x").
+        whole = [(p.text, re.compile(p.source())) for p in self._phrases]
+        firsts = [p.atoms[0] for p in self._phrases]
+        self._any_first = [w for w, a in zip(whole, firsts, strict=True) if a in _PATTERN_ATOMS]
+        self._by_first = {
+            c: [w for w, a in zip(whole, firsts, strict=True) if a == c or a in _PATTERN_ATOMS]
+            for c in set(firsts) - _PATTERN_ATOMS
+        }
         spaced = [p for p in self._phrases if not p.unspaced]
         unspaced = [p for p in self._phrases if p.unspaced]
         self._words = re.compile(_WORD_START + _trie_source(spaced) + _WORD_END) if spaced else None
@@ -220,9 +230,9 @@ class KeywordRule:
         self._unspaced = re.compile(_trie_source(unspaced)) if unspaced else None
 
     def _phrase_of(self, matched: str) -> str:
-        for phrase, whole in zip(self._phrases, self._whole, strict=True):
+        for text, whole in self._by_first.get(matched[:1], self._any_first):
             if whole.fullmatch(matched):
-                return phrase.text
+                return text
         raise AssertionError(f"no phrase of {self.name} matches {matched!r}")  # pragma: no cover
 
     def decide(self, message: RoutingInput) -> RouteDecision | None:

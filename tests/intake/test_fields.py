@@ -3,12 +3,15 @@ misses each extractor must leave alone."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.settings import CarrierPattern, ChecksSettings, load_settings
-from intake.fields import FieldExtractor, is_valid_s10, s10_check_digit
+from intake.fields import FieldExtractor, _candidates, is_valid_s10, s10_check_digit
 from intake.types import ClaimFields
 
 DATA = Path(__file__).parent.parent / "data" / "fields"
@@ -624,3 +627,28 @@ def test_long_claim_with_quotes_and_near_misses() -> None:
             "https://ru.aliexpress.com/store/all-wholesale-products/912345678.html",
         ),
     )
+
+
+# --- one scan finds what two would ----------------------------------------------------------
+
+S10_ALONE = re.compile(
+    r"[0-9](?<![0-9][0-9])[0-9]{2}"
+    r"(?: [0-9]{3} [0-9]{3}|[0-9](?:[0-9]{5}|[0-9]{4} [0-9]| [0-9]{4} [0-9]))"
+    r" ?[A-Z]{2}(?![A-Z0-9@])"
+)
+NUMBER_ALONE = re.compile(
+    r"[0-9](?<![0-9][0-9])[0-9]{3}"
+    r"(?:[0-9]{12}|([ \-\u00a0\u202f])[0-9]{4}\1[0-9]{4}\1[0-9]{4})"
+)
+DIGIT_TEXT = st.lists(
+    st.sampled_from([*"0123456789 -\u00a0\u202fABCZ@x", "RR", "CN", "1234 ", ORDER, "123456785"]),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(DIGIT_TEXT)
+def test_candidates_are_what_separate_scans_find(up: str) -> None:
+    s10, numbers = _candidates(up)
+    assert [(a, b) for a, b, _ in s10] == [m.span() for m in S10_ALONE.finditer(up)]
+    assert numbers == [(m.start(), m.end(), m.group(1)) for m in NUMBER_ALONE.finditer(up)]

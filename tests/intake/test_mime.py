@@ -7,16 +7,28 @@ import hashlib
 import re
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from email.utils import getaddresses
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pathvalidate import sanitize_filename
 
-from intake.mime import MAX_CONTAINERS, MAX_DEPTH, MAX_PARTS, parse_message
+from intake.mime import _PARSER, MAX_CONTAINERS, MAX_DEPTH, MAX_PARTS, _charset, parse_message
 from intake.mime_attachments import safe_filename
 from intake.mime_charset import codec_for, decode_text
-from intake.mime_headers import decode_words, message_id, message_ids
+from intake.mime_headers import (
+    clean,
+    decode_value,
+    decode_words,
+    message_id,
+    message_ids,
+    simple_addresses,
+    unescape_8bit,
+    unfold,
+)
+from intake.mime_html import _SPACES, _collapse
 from intake.types import ParsedMessage, Unparseable
 from tests.paths import SHARED_SAMPLES
 
@@ -701,3 +713,84 @@ def test_typical_message_facts() -> None:
     assert message.from_name == "Anna Müller"
     assert message.references == ("first@example.com", "CD-000042.1@desk.example")
     assert re.search(r"RR123456785CN", message.field_texts[2])
+
+
+# --- shortcuts agree with the general path -------------------------------------------------
+
+PLAIN_ATOM = st.text(alphabet="abXY09-_+'é", min_size=1, max_size=4)
+ODD_ATOM = st.text("a.\u00a0\x00\\ ", max_size=3)  # what makes an address not simple
+ADDRESS_ATOMS = st.one_of(PLAIN_ATOM, ODD_ATOM)
+ADDRESS_SPACE = st.sampled_from(["", " ", "\t", "  "])
+
+
+@st.composite
+def address_lists(draw: st.DrawFn) -> list[str]:
+    """Header values of simple addresses, or of addresses with the characters that make
+    them not simple."""
+    atoms = ADDRESS_ATOMS if draw(st.booleans()) else PLAIN_ATOM
+
+    def address() -> str:
+        local = ".".join(draw(st.lists(atoms, min_size=1, max_size=3)))
+        domain = ".".join(draw(st.lists(atoms, min_size=1, max_size=3)))
+        return local + draw(st.sampled_from(["@"] * 8 + ["", "@@", " @"])) + domain
+
+    def item() -> str:
+        pad = draw(ADDRESS_SPACE)
+        if draw(st.booleans()):
+            return pad + address() + draw(ADDRESS_SPACE)
+        name = draw(ADDRESS_SPACE).join(draw(st.lists(atoms, max_size=3)))
+        return f"{pad}{name}{draw(ADDRESS_SPACE)}<{address()}>{draw(ADDRESS_SPACE)}"
+
+    count = draw(st.integers(1, 2))
+    return [",".join(item() for _ in range(draw(st.integers(1, 3)))) for _ in range(count)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(address_lists(), st.lists(HEADER_TEXT, min_size=1, max_size=2)))
+def test_simple_addresses_are_what_getaddresses_finds(values: list[str]) -> None:
+    found = simple_addresses(values)
+    if found is not None:
+        assert found == getaddresses(values)
+
+
+def test_simple_addresses_take_the_usual_shapes() -> None:
+    assert simple_addresses(["Anna M. <anna@example.com>, b@example.org"]) == [
+        ("Anna M.", "anna@example.com"),
+        ("", "b@example.org"),
+    ]
+    assert simple_addresses(['"Quoted" <a@b>']) is None
+    assert simple_addresses(["a@b (comment)"]) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*"ab =?\r\n\x00\t", "=?utf-8?q?x?=", "é"])).map("".join))
+def test_plain_header_values_skip_decoding(value: str) -> None:
+    general = clean(decode_words(unescape_8bit(unfold(value)))).strip()
+    assert decode_value(value) == general
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(" a\t\n\r\f\v\u00a0\u200b\x1c\x1f\u2003\x85Ж"))))
+def test_html_whitespace_collapse_is_the_regex(text: str) -> None:
+    assert _collapse(text) == _SPACES.sub(" ", text).strip()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_safe_filename_is_the_sanitizers(name: str) -> None:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    try:
+        expected = sanitize_filename(base, replacement_text="").strip().lstrip(".").strip()
+    except Exception:
+        expected = ""
+    assert safe_filename(name) == expected
+
+
+def test_cached_charsets_are_what_the_parts_declare() -> None:
+    for path in [*SAMPLE_FILES, *sorted(MAIL.glob("*.eml"))]:
+        for part in _PARSER.parsestr(path.read_bytes().decode("ascii", "surrogateescape")).walk():
+            try:
+                expected = part.get_content_charset()
+            except Exception:
+                expected = None
+            assert _charset(part) == expected

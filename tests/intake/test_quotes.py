@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from intake import quote_markers as qm
 from intake.quotes import MAX_LINES, split_reply
 from intake.types import Quote
 from tests.paths import SHARED_SAMPLES
@@ -328,3 +329,88 @@ def test_own_text_only_ever_holds_input_lines(lines: list[str]) -> None:
     source = {line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")}
     assert all(line in source for line in own.split("\n") if line)
     assert all(isinstance(q, Quote) for q in quotes)
+
+
+# --- the markers' cheap pre-tests decide as the full checks do ------------------------------
+
+
+def full_separator_phrase(stripped: str) -> bool:
+    """`is_separator_phrase` without its first/last character pre-test."""
+    if not stripped or len(stripped) > 120:
+        return False
+    text = stripped.lower().replace("：", ":").replace("\u00a0", " ")
+    dashed = bool(re.match(r"[-=_*~–—]{2,}", text))
+    core = re.sub(r"[-=_*~–—]{2,}", " ", text).strip().rstrip(":").strip()
+    if core in qm.SEPARATOR_PHRASES:
+        return dashed or text.rstrip().endswith(":") or core.startswith("begin")
+    return False
+
+
+def full_header_label(stripped: str) -> str | None:
+    """`header_label` without its colon pre-test."""
+    if not stripped or len(stripped) > qm.MAX_MARKER_LINE:
+        return None
+    text = stripped.lstrip("*").replace("：", ":")
+    colon = text.find(":", 0, 30)
+    if colon <= 0:
+        return None
+    label = text[:colon].strip().strip("*").strip().lower()
+    return label if label in qm.HEADER_LABELS else None
+
+
+def full_mobile_signature(stripped: str) -> bool:
+    """`is_mobile_signature` without its first/last character pre-test."""
+    if not stripped or len(stripped) > 80 or "," in stripped:
+        return False
+    text = stripped.lower().rstrip(".! ")
+    if len(text.split()) > 10:
+        return False
+    if text.startswith(qm._SIGNATURE_PREFIXES_OWNED):
+        return True
+    if text.startswith(qm._SIGNATURE_PREFIXES) or text.endswith(qm._SIGNATURE_SUFFIXES):
+        return any(word in text for word in qm._DEVICE_WORDS)
+    return False
+
+
+def full_footer_start(stripped: str) -> bool:
+    """`is_footer_start` without its first-character pre-test."""
+    if stripped.startswith("__") and not stripped.strip("_"):
+        return True
+    return 1 < len(stripped) <= 40 and stripped[0] == "-" and stripped[1].isalpha()
+
+
+MARKER_PIECES = st.sampled_from(
+    [
+        *"-=_*~–—:：.!? \t\u00a0aoOİıΣσςαμ>,",
+        "original message",
+        "Forwarded Message",
+        "begin forwarded message",
+        "ΑΡΧΙΚΌ ΜΉΝΥΜΑ",
+        "原始邮件",
+        "sent from my ",
+        "Von meinem ",
+        "iPhone",
+        "gönderildi",
+        "から送信",
+        "From",
+        "Sent",
+        "От",
+        "Ivan",
+    ]
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(MARKER_PIECES, min_size=1, max_size=8).map("".join))
+def test_marker_pre_tests_decide_as_the_full_checks(text: str) -> None:
+    stripped = text.strip()
+    assert qm.is_separator_phrase(stripped) == full_separator_phrase(stripped)
+    assert qm.header_label(stripped) == full_header_label(stripped)
+    assert qm.is_mobile_signature(stripped) == full_mobile_signature(stripped)
+    assert qm.is_footer_start(stripped) == full_footer_start(stripped)
+
+
+@pytest.mark.parametrize("phrase", sorted(qm.SEPARATOR_PHRASES))
+def test_every_separator_phrase_passes_the_pre_test(phrase: str) -> None:
+    assert qm.is_separator_phrase(f"---------- {phrase.upper()} ----------")
+    assert qm.is_separator_phrase(f"{phrase}:")

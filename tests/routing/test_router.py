@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from config.settings import Settings, build_settings
 from intake.types import ParsedMessage, Quote, RouteDecision
 from routing.router import Router
-from routing.rules import fold
+from routing.rules import KeywordRule, fold
 
 SETTINGS = build_settings({}, env={})
 ROUTER = Router(SETTINGS)
@@ -521,3 +522,23 @@ def test_folding_is_the_same_for_phrases_and_text() -> None:
     assert fold("HESABIM ÇALINDI") == fold("hesabım çalındı")
     assert fold("Straße") == "strasse"
     assert fold("ＲＲ１２３") == "rr123"
+
+
+def keyword_rules() -> list[KeywordRule]:
+    return [rule for rule in ROUTER.rules if isinstance(rule, KeywordRule)]
+
+
+@pytest.mark.parametrize("rule", keyword_rules(), ids=lambda r: r.name)
+def test_the_phrase_named_is_the_first_that_matches(rule: KeywordRule) -> None:
+    """The matched text is named after the first phrase (longest first) that matches it
+    whole, whichever first character it has (the lookup is indexed by that character)."""
+    for phrase in rule._phrases:
+        for filler in ("", "ed", "x"):
+            matched = fold(phrase.text).replace("*", filler)
+            expected = next(
+                (p.text for p in rule._phrases if re.fullmatch(p.source(), matched)), None
+            )
+            if expected is not None:
+                assert rule._phrase_of(matched) == expected
+    odd = KeywordRule("q", ["refund*", "refund", "-*x"])
+    assert [odd._phrase_of(m) for m in ("refund", "refunds", "abcx")] == ["refund*"] * 2 + ["-*x"]
