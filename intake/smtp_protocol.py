@@ -27,6 +27,11 @@ log = logging.getLogger("intake.smtp")
 # timer from ever firing first.
 AIOSMTPD_TIMEOUT = 365 * 24 * 3600.0
 
+# Replies written at once even when more commands are waiting: the STARTTLS go-ahead must
+# precede the TLS switch (RFC 3207 also has the server discard what was pipelined after it),
+# and 221/421 precede a close.
+_WRITTEN_AT_ONCE = (b"220", b"221", b"421")
+
 
 class Station:
     """What the connections of one server share: caps, the registry, the draining flag."""
@@ -59,6 +64,7 @@ class Guarded(SMTP):
         self._admitted = False
         self._last_heard = 0.0
         self._idle_handle: asyncio.TimerHandle | None = None
+        self._held: list[bytes] = []  # replies batched for one write (see push)
 
     @property
     def in_transaction(self) -> bool:
@@ -110,15 +116,38 @@ class Guarded(SMTP):
         super().connection_lost(error)
 
     async def push(self, status: str | bytes) -> None:
+        """aiosmtpd's push, plus enhanced status codes, and RFC 2920 reply batching: while
+        the client has pipelined more commands (a complete line is already buffered), the
+        reply waits and goes out in one write with the next ones (a loopback send costs
+        about as much CPU as a command). A held reply is written at the latest when this
+        connection's coroutine next waits (call_soon), so none is ever delayed for input."""
         if isinstance(status, str):
-            status = replies.enhanced(status)
-        await super().push(status)
+            status = replies.enhanced(status).encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        line = status + b"\r\n"
+        if status[:3] not in _WRITTEN_AT_ONCE and b"\n" in self._reader._buffer:  # type: ignore[attr-defined]
+            self._held.append(line)
+            if len(self._held) == 1:
+                self.loop.call_soon(self._write_held)
+        else:
+            self._held.append(line)
+            self._write_held()
+            await self._writer.drain()
         # The reply that ended a transaction is the moment to leave during a shutdown.
         if self.station.draining and not self.in_transaction:
             self.close_with(replies.SHUTTING_DOWN)
 
+    def _write_held(self) -> None:
+        if not self._held:
+            return
+        data = b"".join(self._held)
+        self._held.clear()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self._writer.write(data)
+
     def close_with(self, reply: str) -> None:
-        """Say `reply` (a 421) and close: buffered replies are flushed first."""
+        """Say `reply` (a 421) and close: held and buffered replies are flushed first."""
+        self._write_held()
         transport = self.transport
         if transport is None or transport.is_closing():
             return

@@ -289,9 +289,12 @@ class MailerService:
         return self.services.outbox_signal
 
     def start(self) -> None:
+        """Start the sending thread; without `relay.host` there is nothing to send, so no
+        thread (waking one after every stored message would only cost the intake CPU)."""
+        self._stop.clear()
         if not self.services.settings.relay.host:
             log.warning("no relay.host configured: replies stay in the outbox (outbox list)")
-        self._stop.clear()
+            return
         self._thread = threading.Thread(target=self._run, name="mailer", daemon=True)
         self._thread.start()
 

@@ -131,6 +131,24 @@ def test_pipelined_session_in_one_write(serve: Serve) -> None:
     assert [m.raw for m in running.messages()] == [first, second]
 
 
+def test_replies_to_pipelined_commands_come_in_one_write(serve: Serve) -> None:
+    """RFC 2920 lets the server batch its replies: MAIL, RCPT and DATA sent together are
+    answered together (one send, one segment on loopback), not with three writes."""
+    running = serve()
+    with running.connect() as sock:
+        read_replies(sock, 1)
+        sock.sendall(b"EHLO pipeliner.example\r\n")
+        read_replies(sock, 1)
+        sock.sendall(
+            b"MAIL FROM:<buyer@example.org>\r\nRCPT TO:<disputes@desk.example>\r\nDATA\r\n"
+        )
+        chunk = sock.recv(65536)
+        assert chunk.count(b"\r\n") == 3, chunk
+        assert [line[:3] for line in chunk.split(b"\r\n")[:3]] == [b"250", b"250", b"354"]
+        sock.sendall(crlf(claim()) + b".\r\nQUIT\r\n")
+        assert read_replies(sock, 2)[0] == "250 2.0.0 Ok: CD-000001 stored"
+
+
 def test_8bit_body_is_kept_byte_for_byte(serve: Serve) -> None:
     running = serve()
     body = (
