@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 
 from config.settings import Settings
 from intake.checks import missing_fields
@@ -25,13 +25,14 @@ from intake.types import (
     RouteDecision,
     Stored,
 )
-from outbound.auto_reply import auto_reply
+from outbound.auto_reply import RATE_WINDOW, auto_reply
 from routing.lifecycle import on_buyer_message
-from routing.replies import TicketChange
+from routing.replies import AUTO_KINDS, TicketChange
 from routing.threading import thread_keys
 from scheduler.sla import due_at
 from storage import repo
 from storage.models import ticket_id_from_ref, ticket_ref
+from storage.repo import TicketRow
 from storage.rows import message_row
 
 _FIELD_LISTS = (
@@ -60,17 +61,20 @@ def record(
     """`now` (the injected clock's) stamps queued replies and their rate-limit window;
     default: the message's `received_at`."""
     parsed = incoming.parsed
-    existing = repo.find_message(conn, parsed.message_id)
-    if existing is not None:  # a duplicate never gets a reply either
-        return Duplicate(ticket=ticket_ref(existing.ticket_id), message_id=parsed.message_id)
     now = now or incoming.received_at
+    # The dedupe lookup reads the sender's auto-reply history in the same statement: the
+    # reply step needs it for almost every message that is not a duplicate.
+    seen = repo.arrival(conn, parsed.message_id, parsed.from_address, AUTO_KINDS, now - RATE_WINDOW)
+    if seen.message is not None:  # a duplicate never gets a reply either
+        return Duplicate(ticket=ticket_ref(seen.message.ticket_id), message_id=parsed.message_id)
+    history = (seen.recent_auto_replies, seen.undeliverable)
     ticket, thread_note = _find_thread(conn, parsed)
     if ticket is None:
-        return _create(conn, incoming, settings, thread_note, now)
-    return _join(conn, incoming, settings, ticket, now)
+        return _create(conn, incoming, settings, thread_note, now, history)
+    return _join(conn, incoming, settings, ticket, now, history)
 
 
-def _find_thread(conn: Connection, parsed: ParsedMessage) -> tuple[Row[Any] | None, str]:
+def _find_thread(conn: Connection, parsed: ParsedMessage) -> tuple[TicketRow | None, str]:
     """The ticket this message continues, and a note when a subject ref was not trusted.
 
     References are trusted as they are (only the thread's participants know our Message-IDs);
@@ -167,7 +171,12 @@ def _failed_checks(incoming: Incoming, missing: tuple[str, ...]) -> dict[str, An
 
 
 def _create(
-    conn: Connection, incoming: Incoming, settings: Settings, thread_note: str, now: datetime
+    conn: Connection,
+    incoming: Incoming,
+    settings: Settings,
+    thread_note: str,
+    now: datetime,
+    history: tuple[int, bool],
 ) -> Stored | NeedsInfo:
     parsed, report, route = incoming.parsed, incoming.report, incoming.route
     queue = settings.queues[route.queue]
@@ -219,14 +228,14 @@ def _create(
         invalid_tracking_numbers=report.fields.invalid_tracking_numbers,
         evidence=report.evidence,
     )
-    events += _reply(conn, incoming, settings, {"id": ticket_id, **values}, change, now)
+    events += _reply(conn, incoming, settings, {"id": ticket_id, **values}, change, now, history)
     repo.add_events(
         conn, [{"ticket_id": ticket_id, "message_pk": message_pk, "at": at, **e} for e in events]
     )
     return _outcome(ticket_id, parsed.message_id, True, False, missing, report.language.ok)
 
 
-def _merged(ticket: Row[Any], fields: ClaimFields) -> dict[str, list[str]]:
+def _merged(ticket: TicketRow, fields: ClaimFields) -> dict[str, list[str]]:
     merged: dict[str, list[str]] = {}
     for name in _FIELD_LISTS:
         values = list(getattr(ticket, name))
@@ -236,7 +245,12 @@ def _merged(ticket: Row[Any], fields: ClaimFields) -> dict[str, list[str]]:
 
 
 def _join(
-    conn: Connection, incoming: Incoming, settings: Settings, ticket: Row[Any], now: datetime
+    conn: Connection,
+    incoming: Incoming,
+    settings: Settings,
+    ticket: TicketRow,
+    now: datetime,
+    history: tuple[int, bool],
 ) -> Stored | NeedsInfo:
     parsed, report = incoming.parsed, incoming.report
     queue = settings.queues.get(ticket.queue) or settings.queues[settings.fallback_queue()]
@@ -302,7 +316,7 @@ def _join(
         before_missing=None if transition.reopened else tuple(sorted(ticket.missing_fields)),
         before_language_ok=None if transition.reopened else ticket.language_ok,
     )
-    events += _reply(conn, incoming, settings, {**ticket._mapping, **values}, change, now)
+    events += _reply(conn, incoming, settings, {**ticket._mapping, **values}, change, now, history)
     repo.add_events(
         conn, [{"ticket_id": ticket.id, "message_pk": message_pk, "at": at, **e} for e in events]
     )
@@ -316,6 +330,7 @@ def _reply(
     ticket: dict[str, Any],
     change: TicketChange,
     now: datetime,
+    history: tuple[int, bool],
 ) -> list[dict[str, Any]]:
     """The auto-reply step (outbound/auto_reply.py); `ticket` is the row as this transaction
     leaves it. Returns its events (`reply_queued` or `reply_skipped`) for the batch."""
@@ -328,6 +343,7 @@ def _reply(
         change=change,
         now=now,
         suppressed=None if incoming.raw.auto_reply else "replies off for this import",
+        history=history,
     )
 
 

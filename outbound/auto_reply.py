@@ -49,11 +49,15 @@ def auto_reply(
     change: TicketChange,
     now: datetime,
     suppressed: str | None = None,
+    history: tuple[int, bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Queue the reply this message is due, if any and if allowed. `ticket` holds the
     ticket's columns as the transaction leaves them (with `id`). Returns the events to
     record with the message's others (`reply_queued`, or `reply_skipped` with the reason):
-    none when no reply is due. `suppressed`: the edge asked for no reply (the reason)."""
+    none when no reply is due. `suppressed`: the edge asked for no reply (the reason).
+    `history`: the sender's `outbox_repo.sender_history()` for `AUTO_KINDS` since
+    `now - RATE_WINDOW`, when the caller read it already in this transaction (the record
+    step does, with its dedupe lookup); None: read here."""
     due = due_reply(change)
     if due is None:
         return []
@@ -61,9 +65,9 @@ def auto_reply(
     reason = suppressed or header_guard(parsed, envelope_from, settings.desk_addresses())
     if reason is None:
         limit = settings.relay.max_auto_replies_per_day
-        recent, undeliverable = outbox_repo.sender_history(
-            conn, recipient, AUTO_KINDS, now - RATE_WINDOW
-        )
+        if history is None:
+            history = outbox_repo.sender_history(conn, recipient, AUTO_KINDS, now - RATE_WINDOW)
+        recent, undeliverable = history
         reason = history_guard(recent, limit, undeliverable)
     if reason is None:
         try:

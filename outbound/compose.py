@@ -32,6 +32,8 @@ _REPLY_PREFIX = re.compile(
 )
 _ANY_REF = re.compile(r"\[\s*CD[-\s]?\d{6,}\s*\]", re.IGNORECASE)
 _MSG_ID = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")  # printable ASCII, no <, > or spaces
+# Whitespace (as str.isspace() sees it) or a control character: never in a recipient.
+_NOT_IN_ADDRESS = re.compile(r"[\s\x00-\x1f]")
 
 
 class ComposeError(Exception):
@@ -80,7 +82,7 @@ def usable_address(addr_spec: str) -> str:
     (cheap: the `email` package checks the rest when the mail is built)."""
     addr_spec = addr_spec.strip()
     local, _, domain = addr_spec.rpartition("@")
-    if not local or not domain or any(c.isspace() or ord(c) < 32 for c in addr_spec):
+    if not local or not domain or _NOT_IN_ADDRESS.search(addr_spec):
         raise ComposeError(f"not a usable address: {addr_spec!r}")
     return addr_spec.lower()
 

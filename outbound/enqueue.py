@@ -34,7 +34,7 @@ from outbound.compose import (
     thread_ids,
     usable_address,
 )
-from outbound.templates import TemplateProblem, Templates, load_templates, one_line
+from outbound.templates import TemplateProblem, Templates, Values, load_templates, one_line
 from routing.replies import Requests
 from storage import outbox_repo, repo
 from storage.models import ticket_ref
@@ -187,28 +187,28 @@ def _context(
     checks = settings.checks
     context: dict[str, Any] = {
         "kind": kind,
-        "ticket": {
-            "ref": ticket_ref(ticket.id),
-            "queue": ticket.queue,
-            "status": ticket.status,
-            "subject": one_line(ticket.subject),
-            "sender": ticket.sender,
-            "received_at": ticket.received_at,
-            "due_at": ticket.due_at,
-        },
+        "ticket": Values(
+            ref=ticket_ref(ticket.id),
+            queue=ticket.queue,
+            status=ticket.status,
+            subject=one_line(ticket.subject),
+            sender=ticket.sender,
+            received_at=ticket.received_at,
+            due_at=ticket.due_at,
+        ),
         "due": templates.desk_time(ticket.due_at),
-        "desk": {
-            "name": settings.outbound.from_name,
-            "address": settings.desk.from_address,
-            "timezone": settings.desk.timezone,
-        },
+        "desk": Values(
+            name=settings.outbound.from_name,
+            address=settings.desk.from_address,
+            timezone=settings.desk.timezone,
+        ),
         "original_subject": one_line(target.subject),
         "buyer_name": one_line(target.display_name, limit=100),
-        "evidence": {
-            "max_files": checks.max_files,
-            "max_mb": f"{checks.max_file_bytes / (1024 * 1024):g}",
-        },
-        "details": dict(details or {}),
+        "evidence": Values(
+            max_files=checks.max_files,
+            max_mb=f"{checks.max_file_bytes / (1024 * 1024):g}",
+        ),
+        "details": Values(details or {}),
         "requests": _requests(requests),
     }
     if requests is not None and requests.language:
@@ -219,19 +219,19 @@ def _context(
     return context
 
 
-def _requests(requests: Requests | None) -> dict[str, Any]:
+def _requests(requests: Requests | None) -> Values:
     if requests is None:
         requests = Requests()
     language = (
-        {"code": requests.language, "translation": None, "translation_code": None}
+        Values(code=requests.language, translation=None, translation_code=None)
         if requests.language
         else None
     )
-    return {
-        "any": requests.any,
-        "language": language,
-        "missing_fields": list(requests.missing_fields),
-        "invalid_tracking_numbers": [one_line(n, 40) for n in requests.invalid_tracking_numbers],
-        "too_many_files": requests.too_many_files,
-        "oversized_files": [one_line(name, 120) for name in requests.oversized_files],
-    }
+    return Values(
+        any=requests.any,
+        language=language,
+        missing_fields=list(requests.missing_fields),
+        invalid_tracking_numbers=[one_line(n, 40) for n in requests.invalid_tracking_numbers],
+        too_many_files=requests.too_many_files,
+        oversized_files=[one_line(name, 120) for name in requests.oversized_files],
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +26,7 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     StrictUndefined,
+    Template,
     TemplateError,
     TemplateNotFound,
     select_autoescape,
@@ -62,6 +63,28 @@ def _paragraphs(text: str) -> Markup:
     )
 
 
+class _Environment(Environment):
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one plain dict, not Jinja's ChainMap over the environment's:
+        each render, include and import copies or compares them, and a ChainMap does that
+        slowly. Jinja asks that globals not change once templates are loaded; ours never do."""
+        return {**self.globals, **(d or {})}
+
+
+class Values(dict[str, Any]):
+    """A dict whose keys a template reads as attributes (`ticket.ref`): the same lookups as
+    on a plain dict (Jinja tries the attribute first, then the key), without an
+    AttributeError raised and caught for each of them."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 class Templates:
     """The template set of one desk. Building it parses every template (syntax errors
     surface at start-up as TemplateProblem, not in the middle of a transaction)."""
@@ -71,7 +94,7 @@ class Templates:
         if override_dir:
             loaders.insert(0, FileSystemLoader(override_dir))
         self._tz = ZoneInfo(timezone)
-        self.env = Environment(
+        self.env = _Environment(
             loader=ChoiceLoader(loaders),
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
             undefined=StrictUndefined,
@@ -79,7 +102,9 @@ class Templates:
             lstrip_blocks=True,
             keep_trailing_newline=True,
             auto_reload=False,  # read once per process: no stat() per reply
+            cache_size=-1,  # a plain dict: a reply looks up ~7 templates (includes, extends)
         )
+        self._templates: dict[str, Template] = {}
         self._present: dict[str, bool] = {}
         self.env.filters["desk_time"] = self.desk_time
         self.env.filters["one_line"] = one_line
@@ -95,13 +120,14 @@ class Templates:
         return f"{value.astimezone(self._tz):%Y-%m-%d %H:%M} ({self._tz.key})"
 
     def has(self, name: str) -> bool:
-        if name not in self._present:
+        present = self._present.get(name)
+        if present is None:
             try:
                 self.env.get_template(name)
-                self._present[name] = True
+                present = self._present[name] = True
             except TemplateNotFound:
-                self._present[name] = False
-        return self._present[name]
+                present = self._present[name] = False
+        return present
 
     def render(self, kind: str, context: Mapping[str, Any]) -> tuple[str, str | None]:
         """(text, html or None) of reply kind `kind`; raises TemplateProblem."""
@@ -127,7 +153,10 @@ class Templates:
 
     def _render(self, name: str, context: Mapping[str, Any]) -> str:
         try:
-            return self.env.get_template(name).render(**context)
+            template = self._templates.get(name)
+            if template is None:
+                template = self._templates[name] = self.env.get_template(name)
+            return template.render(context)
         except TemplateNotFound as exc:
             raise TemplateProblem(f"no template {exc.name} for this reply kind") from exc
         except Exception as exc:  # rendering is pure: whatever fails is the template's fault

@@ -150,23 +150,26 @@ def header_guard(
     parsed: ParsedMessage, envelope_from: str | None, desk_addresses: frozenset[str]
 ) -> str | None:
     """Why this message must not get an automatic reply (a short reason), or None."""
-    auto = (parsed.header("auto-submitted") or "").strip().lower()
+    first: dict[str, str] = {}  # one pass over the headers: the first value of each name
+    for key, value in parsed.headers:
+        first.setdefault(key.lower(), value)
+    auto = (first.get("auto-submitted") or "").strip().lower()
     if auto and auto.split(";")[0].strip() != "no":
         return f"Auto-Submitted: {auto}"
-    precedence = (parsed.header("precedence") or "").strip().lower()
+    precedence = (first.get("precedence") or "").strip().lower()
     if precedence in _PRECEDENCE_SKIP:
         return f"Precedence: {precedence}"
-    suppress = parsed.header("x-auto-response-suppress") or ""
+    suppress = first.get("x-auto-response-suppress") or ""
     tokens = {t.strip().lower() for t in suppress.split(",")}
     if tokens & _SUPPRESS_TOKENS:
         return f"X-Auto-Response-Suppress: {suppress.strip()}"
     for name in _MARKER_HEADERS:
-        if parsed.header(name) is not None:
+        if name in first:
             return f"{_header_name(name)} present"
     if parsed.content_type.lower() == "multipart/report":
         return "a report (delivery or read notification)"
     # The envelope sender is known from SMTP; after IMAP delivery, Return-Path carries it.
-    if _null(envelope_from) or (envelope_from is None and _null(parsed.header("return-path"))):
+    if _null(envelope_from) or (envelope_from is None and _null(first.get("return-path"))):
         return "null sender"
     sender = parsed.from_address.lower()
     envelope = (envelope_from or "").strip("<>").lower()

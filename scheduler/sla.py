@@ -25,8 +25,13 @@ RUNNING_STATUSES = ("new", "waiting", "open")
 WARNING_STATES: tuple[SlaState, ...] = ("due_soon", "breached")
 
 
+_UTC_ZONES = frozenset({"UTC", "Etc/UTC"})
+
+
 def due_at(clock_started_at: datetime, days: int, tz: ZoneInfo) -> datetime:
     """The deadline (UTC) `days` calendar days after `clock_started_at` in the desk's zone."""
+    if tz is UTC or getattr(tz, "key", None) in _UTC_ZONES:  # no DST: days are 24 hours
+        return clock_started_at.astimezone(UTC) + timedelta(days=days)
     local = clock_started_at.astimezone(tz)
     wall = (local.replace(tzinfo=None) + timedelta(days=days)).replace(tzinfo=tz)
     return wall.astimezone(UTC)

@@ -22,39 +22,46 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
 )
 
 from storage.models import MESSAGE, OUTBOX, UNDELIVERABLE
+from storage.prepared import Inserts, Prepared
 
 STATUSES = ("pending", "sending", "sent", "failed", "bounced")
-_INSERT_OUTBOX = insert(OUTBOX).returning(OUTBOX.c.id)
+_OUTBOX = Inserts(OUTBOX, returning=OUTBOX.c.id)
 
 
 def insert_outbox(conn: Connection, values: Mapping[str, Any]) -> int:
-    return int(conn.execute(_INSERT_OUTBOX, dict(values)).scalar_one())
+    return int(_OUTBOX.one(conn, values))
 
 
-@lru_cache(maxsize=4)
-def _history_query(kinds: tuple[str, ...]) -> Any:
-    """One round trip on the intake path: how many auto-replies the address got lately,
-    and whether a bounce marked it undeliverable. No cap is needed on the count: the limit
-    itself stops new rows, so one address has at most about the limit in any 24 hours.
-    Built once per set of kinds (a literal IN list: nothing to expand per execution)."""
+def history_columns(kinds: tuple[str, ...]) -> tuple[Any, Any]:
+    """How many auto-replies (`kinds`) the address `:recipient` got after `:since`, and
+    whether a bounce marked it undeliverable: two column expressions (storage/repo.py reads
+    them together with its dedupe lookup). No cap is needed on the count: the limit itself
+    stops new rows, so one address has at most about the limit in any 24 hours. The kinds
+    are bound in the statement: nothing to expand per execution."""
     recent = (
         select(func.count())
         .select_from(OUTBOX)
         .where(
             OUTBOX.c.recipient == bindparam("recipient"),
             OUTBOX.c.created_at > bindparam("since"),
-            OUTBOX.c.kind.in_(kinds),
+            OUTBOX.c.kind.in_([literal(k) for k in kinds]),
         )
         .scalar_subquery()
     )
     undeliverable = exists().where(UNDELIVERABLE.c.address == bindparam("recipient"))
-    return select(recent, undeliverable)
+    return recent, undeliverable
+
+
+@lru_cache(maxsize=4)
+def _history_query(kinds: tuple[str, ...]) -> Prepared:
+    return Prepared(select(*history_columns(kinds)))
 
 
 def sender_history(
@@ -63,7 +70,7 @@ def sender_history(
     """(rows of `kinds` to `recipient` created after `since`; whether the address is
     undeliverable)."""
     params = {"recipient": recipient, "since": since}
-    count, undeliverable = conn.execute(_history_query(tuple(kinds)), params).one()
+    [(count, undeliverable)] = _history_query(tuple(kinds)).rows(conn, params)
     return int(count), bool(undeliverable)
 
 
