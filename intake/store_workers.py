@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -28,11 +30,15 @@ import pickle
 import select
 import socket
 import struct
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.process import BaseProcess
+
+from sqlalchemy.engine import make_url
 
 from config.settings import Settings
 from intake.types import Disposition, RawMessage
@@ -290,6 +296,35 @@ class _Channel:
         self.sock.sendall(_HEADER.pack(len(payload)) + payload)
 
 
+class WriterTurns:
+    """Whose turn it is to write a SQLite database, among the store workers of every serving
+    process on this machine: an exclusive flock on a lock file named after the database.
+
+    SQLite lets one writer in at a time and makes the others poll: its busy handler sleeps
+    1, 2, 5, 10... ms between tries, so a worker that finds the lock taken sleeps through
+    several of the other's commits. A flock wakes the next writer the moment it is free
+    (and is released by the kernel if its holder dies). PostgreSQL needs no turns."""
+
+    def __init__(self, database_url: str) -> None:
+        self._file: int | None = None
+        url = make_url(database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            name = hashlib.sha256(os.path.abspath(url.database).encode()).hexdigest()[:16]
+            path = os.path.join(tempfile.gettempdir(), f"claimdesk-writer-{name}.lock")
+            self._file = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        if self._file is None:
+            yield
+            return
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+
+
 def _worker_main(sock: socket.socket, settings: Settings, parent: int, level: int) -> None:
     """A worker: build the services, say ready, then store batches until the end of input."""
     from config.wiring import build_services
@@ -301,6 +336,7 @@ def _worker_main(sock: socket.socket, settings: Settings, parent: int, level: in
     services = build_services(settings, migrate=False)
     analyser = services.analyser
     assert analyser is not None
+    turns = WriterTurns(settings.database.url)
     channel = _Channel(sock)
     channel.send((_READY, None, "", 0))
     try:
@@ -310,9 +346,9 @@ def _worker_main(sock: socket.socket, settings: Settings, parent: int, level: in
                 requests.append(pickle.loads(more))
             batch = [Prepared(raw, analyser(raw), now) for _, raw, now in requests]
             size = len(batch)
-            for (request, _, _), result in zip(
-                requests, process_batch(batch, services), strict=True
-            ):
+            with turns.turn():
+                results = process_batch(batch, services)
+            for (request, _, _), result in zip(requests, results, strict=True):
                 if isinstance(result, NotKept):
                     channel.send((request, None, str(result), size))
                 else:

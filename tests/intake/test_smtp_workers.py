@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +192,30 @@ def test_stop_waits_for_the_messages_in_the_workers_then_ends_them(serve: Serve)
     assert not stopper.is_alive()
     assert [p.exitcode for p in processes] == [0, 0]
     assert running.count_tickets() == 1
+
+
+def test_writer_turns_exclude_each_other_on_one_sqlite_file_and_not_on_postgresql(
+    tmp_path: Path,
+) -> None:
+    from intake.store_workers import WriterTurns
+
+    url = f"sqlite:///{tmp_path / 'claimdesk.db'}"
+    first, second = WriterTurns(url), WriterTurns(url)  # two open files: as two processes
+    entered = threading.Event()
+
+    def take_second() -> None:
+        with second.turn():
+            entered.set()
+
+    with first.turn():
+        waiter = threading.Thread(target=take_second)
+        waiter.start()
+        assert not entered.wait(0.2)  # the second writer waits for its turn...
+    assert entered.wait(WAIT_SECONDS)  # ...and gets it the moment the first one ends
+    waiter.join()
+    other = WriterTurns(f"sqlite:///{tmp_path / 'other.db'}")
+    with first.turn(), other.turn():  # another database: no waiting
+        pass
+    postgres = WriterTurns("postgresql+psycopg://claimdesk@127.0.0.1/claimdesk")
+    with postgres.turn(), postgres.turn():  # PostgreSQL: no turns at all
+        pass
