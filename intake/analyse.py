@@ -30,6 +30,9 @@ log = logging.getLogger("intake.analyse")
 
 # Below this many messages a pool's round trips cost more than they save.
 POOL_MIN_BATCH = 8
+# After the pool broke, analyse in-process this long before starting it again: a message
+# that kills a worker must not cost a pool start (seconds) on every batch.
+POOL_REST_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -113,10 +116,17 @@ class AnalysisPool:
         self.settings = settings
         self.processes = processes if processes is not None else (os.cpu_count() or 1)
         self._executor: Executor | None = None
+        self._resting_until = 0.0
 
     @property
     def enabled(self) -> bool:
-        return self.processes > 1
+        """Configured with more than one process, and not resting after a break."""
+        return self.processes > 1 and time.monotonic() >= self._resting_until
+
+    def broke(self) -> None:
+        """A worker died: close the pool and analyse in-process for a while."""
+        self.close()
+        self._resting_until = time.monotonic() + POOL_REST_SECONDS
 
     def _pool(self) -> Executor:
         if self._executor is None:
@@ -149,8 +159,8 @@ class AnalysisPool:
             try:
                 return self._pool().submit(_analyse_in_worker, raw).result()
             except BrokenProcessPool:
-                log.error("analysis pool broke; analysing in-process")
-                self.close()
+                log.error("analysis pool broke; analysing in-process for a while")
+                self.broke()
         return fallback(raw)
 
     def close(self) -> None:
@@ -168,6 +178,6 @@ def analyse_many(
         try:
             return pool.map(raws)
         except BrokenProcessPool:
-            log.error("analysis pool broke; analysing this batch in-process")
-            pool.close()
+            log.error("analysis pool broke; analysing in-process for a while")
+            pool.broke()
     return [analyser(raw) for raw in raws]

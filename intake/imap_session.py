@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from imapclient import IMAPClient, SocketTimeout
@@ -226,6 +226,10 @@ class ImapSession:
                 arrived = data.get(b"INTERNALDATE")
                 if not isinstance(arrived, datetime) or arrived.tzinfo is None:
                     arrived = None
+                else:
+                    # In UTC, as every time we keep; IMAPClient's own FixedOffset zone
+                    # would not even survive the pickle to an analysis process.
+                    arrived = arrived.astimezone(UTC)
                 fetched[int(uid)] = Fetched(body, arrived)
         return fetched
 

@@ -52,3 +52,17 @@ def test_small_batches_stay_in_process(make_settings) -> None:
     pool = AnalysisPool(settings, processes=2)
     analyse_many(_raws(3), Analyser(settings), pool)
     assert pool._executor is None
+
+
+def test_after_a_break_the_pool_rests_instead_of_restarting_for_every_batch(
+    make_settings,
+) -> None:
+    settings: Settings = make_settings()
+    analyser = Analyser(settings)
+    pool = AnalysisPool(settings, processes=2)
+    raws = _raws(12)
+    pool.map(raws)
+    pool.broke()  # what analyse_many does on BrokenProcessPool
+    assert not pool.enabled
+    assert analyse_many(raws, analyser, pool) == [analyser(raw) for raw in raws]
+    assert pool._executor is None  # analysed here: no pool was started again

@@ -497,3 +497,30 @@ def test_the_clock_starts_when_the_message_reached_the_mailbox(
         ticket = repo.get_ticket(conn, 1)
     assert ticket.due_at == arrived.replace(microsecond=0) + timedelta(days=30)
     assert isinstance(ticket.due_at, datetime)
+
+
+def test_a_large_batch_is_analysed_on_the_pool_without_breaking_it(
+    dovecot: Dovecot,
+    make_services: Callable[..., Services],
+    sqlite_url: str,
+    caplog: pytest.LogCaptureFixture,
+    clock: Any,
+) -> None:
+    """The INTERNALDATE reaches the analysis processes as a plain UTC time: IMAPClient's own
+    time zone class cannot be unpickled there, which broke the pool on every batch."""
+    from datetime import UTC, datetime, timedelta
+
+    from intake.analyse import POOL_MIN_BATCH
+
+    clock.set(datetime.now(UTC) + timedelta(hours=1))  # the server's dates are in the past
+    user = dovecot.add_user()
+    dovecot.append(user, FOLDER, claims(POOL_MIN_BATCH * 2, user))
+    services = make_services(
+        sqlite_url, mailboxes=[mailbox(dovecot, user)], intake={"analysis_processes": 2}
+    )
+    assert services.pool is not None and services.pool.enabled
+    with caplog.at_level(logging.ERROR, logger="intake.analyse"):
+        fetch(services)
+    services.pool.close()
+    assert tickets(services) == POOL_MIN_BATCH * 2
+    assert not [r for r in caplog.records if "pool broke" in r.getMessage()]
