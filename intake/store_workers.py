@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import pickle
 import select
+import signal
 import socket
 import struct
 import tempfile
@@ -332,6 +333,11 @@ def _worker_main(sock: socket.socket, settings: Settings, parent: int, level: in
     from intake.process import NotKept, Prepared, process_batch
 
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Ctrl-C in a terminal and systemd's stop signal reach the whole process group: a worker
+    # finishes what it holds and ends when the serving process closes its socket (after
+    # draining) or dies, never in the middle of a batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     exit_with_parent(parent)
     services = build_services(settings, migrate=False)
     analyser = services.analyser

@@ -219,3 +219,21 @@ def test_writer_turns_exclude_each_other_on_one_sqlite_file_and_not_on_postgresq
     postgres = WriterTurns("postgresql+psycopg://claimdesk@127.0.0.1/claimdesk")
     with postgres.turn(), postgres.turn():  # PostgreSQL: no turns at all
         pass
+
+
+def test_stop_signals_to_the_process_group_do_not_cut_a_worker_short(serve: Serve) -> None:
+    """Ctrl-C and systemd signal every process of the group: the worker still answers for
+    the message it holds and keeps serving; only the serving process decides when it ends."""
+    running = serve(store_processes=2)
+    workers = workers_of(running)
+    pids = list(workers.pids().values())
+    with paused(pids):
+        sender = Sender(running, crlf(claim()))
+        sender.start()
+        eventually(lambda: held(workers) == 1, "the message waiting in a worker")
+        for pid in pids:
+            assert pid is not None
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGINT)
+    assert sender.answer()[0] == 250
+    assert list(workers.pids().values()) == pids and workers.live == 2
