@@ -57,6 +57,7 @@ class SmtpSettings(_Section):
     idle_timeout_seconds: float = Field(300.0, gt=0)
     process_threads: int = Field(4, gt=0)
     store_processes: int = Field(0, ge=0)
+    store_in_process: bool = False
 
 
 class DeskSettings(_Section):

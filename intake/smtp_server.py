@@ -7,7 +7,7 @@ in a thread by `SmtpIntake` (start()/stop(), like the other `serve` components).
   relay. At most `smtp.max_recipients` per message (`452 4.5.3`).
 - DATA: the exact bytes (`envelope.original_content`, no trace header added) go to `process()`
   in one of `smtp.store_processes` worker processes (intake/store_workers.py: one transaction
-  for the messages that arrive together), or with `store_processes = 1` in a pool of
+  for the messages that arrive together), or with `smtp.store_in_process` in a pool of
   `smtp.process_threads` threads. `250 2.0.0 Ok: <ticket> <disposition>` is sent
   only after `process()` returned, i.e. after its commit (or the quarantine spool's fsync);
   `451 4.3.0` when nothing kept the bytes; `552 5.3.4` over `smtp.max_message_bytes` (SIZE).
@@ -110,7 +110,7 @@ class SmtpIntake:
             max_workers=self.settings.process_threads, thread_name_prefix="smtp-process"
         )
         processes = self.settings.store_processes or (os.cpu_count() or 1)
-        self._workers = StoreWorkers(settings, processes) if processes > 1 else None
+        self._workers = None if self.settings.store_in_process else StoreWorkers(settings, processes)
         self._handler = DeskHandler(
             services, self._pool, self._station, lmtp=self.settings.lmtp, workers=self._workers
         )

@@ -238,11 +238,11 @@ Serve = Callable[..., Running]
 @pytest.fixture
 def serve(make_services: Callable[..., Services], sqlite_url: str) -> Iterator[Serve]:
     """serve(url=None, **smtp_keys): claimdesk's SMTP edge on a random port. process() runs
-    in its threads unless `store_processes` (> 1) asks for worker processes."""
+    in its threads unless `store_processes` asks for worker processes."""
     running: list[SmtpIntake] = []
 
     def start(url: str | None = None, **smtp: Any) -> Running:
-        smtp = {"port": 0, "store_processes": 1, **smtp}
+        smtp = {"port": 0, "store_in_process": "store_processes" not in smtp, **smtp}
         services = make_services(url or sqlite_url, smtp=smtp)
         server = SmtpIntake(services.settings, services)
         server.start()

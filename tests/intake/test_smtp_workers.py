@@ -1,4 +1,4 @@
-"""The SMTP edge with store worker processes (`smtp.store_processes` > 1): group commit, the
+"""The SMTP edge with store worker processes (`smtp.store_processes`): group commit, the
 serving process's clock, a worker that dies, no worker at all, an outage, a clean stop.
 
 Workers are paused with SIGSTOP so that messages pile up in them deterministically.
