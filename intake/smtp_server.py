@@ -110,7 +110,8 @@ class SmtpIntake:
             max_workers=self.settings.process_threads, thread_name_prefix="smtp-process"
         )
         processes = self.settings.store_processes or (os.cpu_count() or 1)
-        self._workers = None if self.settings.store_in_process else StoreWorkers(settings, processes)
+        in_process = self.settings.store_in_process
+        self._workers = None if in_process else StoreWorkers(settings, processes)
         self._handler = DeskHandler(
             services, self._pool, self._station, lmtp=self.settings.lmtp, workers=self._workers
         )
