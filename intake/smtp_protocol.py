@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -31,6 +32,28 @@ AIOSMTPD_TIMEOUT = 365 * 24 * 3600.0
 # precede the TLS switch (RFC 3207 also has the server discard what was pipelined after it),
 # and 221/421 precede a close.
 _WRITTEN_AT_ONCE = (b"220", b"221", b"421")
+
+# `<local@domain>` with both sides plain dot-atoms (RFC 5322 atext, ASCII), then nothing or
+# one space and the parameters: what nearly every MAIL FROM and RCPT TO looks like.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*)>(?: (?![ \t(]))?")
+
+
+def plain_path(arg: str) -> tuple[str, str] | None:
+    """(address, parameters) of a plain `<local@domain> PARAMS` path, exactly as aiosmtpd's
+    parse through the email package's RFC 5322 parser gives them; None for anything else
+    (quoted local parts, comments, literals, UTF-8, odd spacing), which goes to that parser.
+
+    Why: the full parser builds a token tree for every address and aiosmtpd declares a
+    typing Protocol class on each call; for the plain form the answer is the text itself,
+    at a fraction of the CPU of a command."""
+    match = _PLAIN_PATH.match(arg)
+    if match is None:
+        return None
+    rest = arg[match.end() :]
+    if rest[:1] in (" ", "\t", "("):
+        return None  # more folding white space or a comment: the parser decides
+    return match.group(1), rest
 
 
 class Station:
@@ -53,7 +76,8 @@ class Station:
 class Guarded(SMTP):
     """aiosmtpd's protocol plus admission caps, a silence watchdog and graceful shutdown.
 
-    Only public asyncio Protocol methods and `push` are overridden."""
+    Only public asyncio Protocol methods, `push` and (for speed, with the same results)
+    `_getaddr` are overridden."""
 
     def __init__(self, handler: Any, *, station: Station, **kwargs: Any) -> None:
         super().__init__(handler, timeout=AIOSMTPD_TIMEOUT, **kwargs)
@@ -65,6 +89,16 @@ class Guarded(SMTP):
         self._last_heard = 0.0
         self._idle_handle: asyncio.TimerHandle | None = None
         self._held: list[bytes] = []  # replies batched for one write (see push)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's MAIL/RCPT path parse, with a shortcut for plain paths (plain_path)."""
+        plain = plain_path(arg)
+        if plain is None:
+            return super()._getaddr(arg)  # type: ignore[no-any-return]
+        address, rest = plain
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
     @property
     def in_transaction(self) -> bool:
