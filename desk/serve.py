@@ -29,6 +29,7 @@ from typing import Protocol
 
 from config.settings import ConfigError, Settings
 from config.wiring import Services, build_services
+from desk.log_batch import batch_stream_handlers
 from outbound.enqueue import templates_for
 from outbound.templates import TemplateProblem
 
@@ -75,6 +76,7 @@ def _log_levels() -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     for name in ("intake.smtp", "intake.imap", "desk.serve", "scheduler.app", "outbound.mailer"):
         logging.getLogger(name).setLevel(logging.INFO)
+    batch_stream_handlers()  # one write per busy moment, not per line (desk/log_batch.py)
 
 
 def run(settings: Settings, *, workers: int = 1) -> int:
