@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from config.wiring import Services
 from intake.analyse import Analysis, analyse_many
-from intake.record import Incoming, record
+from intake.record import Incoming, Staged, record, stage_incoming
 from intake.types import Disposition, Duplicate, ParsedMessage, Quarantined, RawMessage
 from outbound.bounce import read_bounce
 from outbound.bounce_record import record_bounce
@@ -46,6 +46,7 @@ def process(
     conn: Connection | None = None,
     analysis: Analysis | None = None,
     now: datetime | None = None,
+    staged: Staged | None = None,
 ) -> Disposition:
     """Turn raw bytes into a stored ticket message, a duplicate, or a quarantine entry.
 
@@ -54,7 +55,8 @@ def process(
     the message gets its own transaction, committed before this returns. `analysis`: the
     pure stages already run for `raw` (see `prepare`). `now`: the time to record, when it
     was read from the clock elsewhere (an intake worker process stores what the serving
-    process received; its clock is the one tests freeze).
+    process received; its clock is the one tests freeze). `staged`: rows made beforehand
+    (`stage()`), used where they still apply.
     Raises NotKept only when the bytes could be kept nowhere.
     """
     started = time.perf_counter()
@@ -75,7 +77,7 @@ def process(
         if analysis.bounce:
             return _bounce(raw, parsed, services, conn, label, started)
         assert raw.received_at is not None and analysis.report and analysis.route
-        incoming = Incoming(raw, parsed, analysis.report, analysis.route, raw.received_at)
+        incoming = Incoming(raw, parsed, analysis.report, analysis.route, raw.received_at, staged)
         at = now or services.clock.now()
         disposition = _in_transaction(
             services, conn, lambda c: record(c, incoming, services.settings, now=at)
@@ -107,17 +109,47 @@ def prepare(raws: Sequence[RawMessage], services: Services) -> list[Prepared]:
     stamped = [r if r.received_at else replace(r, received_at=now) for r in raws]
     assert services.analyser is not None
     analyses = analyse_many(stamped, services.analyser, services.pool)
-    return [Prepared(raw, analysis) for raw, analysis in zip(stamped, analyses, strict=True)]
+    return [
+        stage(Prepared(raw, analysis), services)
+        for raw, analysis in zip(stamped, analyses, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """One message ready to store: its bytes, what the pure stages made of it, and the time
-    to record (None: the clock's, when stored)."""
+    """One message ready to store: its bytes, what the pure stages made of it, the time
+    to record (None: the clock's, when stored), and the rows `stage()` made of it."""
 
     raw: RawMessage
     analysis: Analysis
     now: datetime | None = None
+    staged: Staged | None = None
+
+
+def stage(prepared: Prepared, services: Services) -> Prepared:
+    """`prepared` with the rows its transaction will most likely write made already
+    (`intake.record.Staged`: the message row, and the ticket, events and rendered
+    acknowledgement if it opens a ticket): work that needs no database, done before the
+    SQLite write turn so that the turn, which every store worker waits for, is short. The
+    transaction uses what still applies and makes the rest itself (a reply joins a ticket;
+    a duplicate uses none of it).
+
+    Returns `prepared` unchanged when there is nothing to stage (a failure to quarantine, a
+    bounce) or the time to record is not known yet, and when staging fails: the same work
+    then fails in the transaction, which keeps the bytes and says why as it always did."""
+    analysis, raw = prepared.analysis, prepared.raw
+    received_at = raw.received_at or prepared.now
+    if analysis.bounce or analysis.parsed is None or received_at is None:
+        return prepared
+    if analysis.report is None or analysis.route is None:
+        return prepared
+    incoming = Incoming(raw, analysis.parsed, analysis.report, analysis.route, received_at)
+    try:
+        staged = stage_incoming(incoming, services.settings)
+    except Exception:  # the transaction meets it again, and quarantines
+        log.debug("%s not staged", analysis.parsed.message_id, exc_info=True)
+        return prepared
+    return replace(prepared, staged=staged)
 
 
 def process_batch(batch: Sequence[Prepared], services: Services) -> list[Disposition | NotKept]:
@@ -143,7 +175,9 @@ def _kept_or_not(
     item: Prepared, services: Services, conn: Connection | None
 ) -> Disposition | NotKept:
     try:
-        return process(item.raw, services, conn=conn, analysis=item.analysis, now=item.now)
+        return process(
+            item.raw, services, conn=conn, analysis=item.analysis, now=item.now, staged=item.staged
+        )
     except NotKept as exc:
         return exc
 

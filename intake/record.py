@@ -7,6 +7,7 @@ for the caller to turn into `Duplicate`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,8 @@ from intake.types import (
     RouteDecision,
     Stored,
 )
-from outbound.auto_reply import RATE_WINDOW, auto_reply
+from outbound.auto_reply import RATE_WINDOW, StagedReply, auto_reply, stage_reply
+from outbound.enqueue import Prerendered
 from routing.lifecycle import on_buyer_message
 from routing.replies import AUTO_KINDS, TicketChange
 from routing.threading import thread_keys
@@ -53,6 +55,65 @@ class Incoming:
     report: CheckReport
     route: RouteDecision
     received_at: datetime
+    staged: Staged | None = None
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """What a message that opens a ticket writes, apart from the ids: pure, so it can be
+    worked out before the transaction (`stage_incoming()`). `events` go around the
+    transaction's own (`thread_ref_ignored`): `head` before them, `tail` after."""
+
+    values: dict[str, Any]
+    missing: tuple[str, ...]
+    change: TicketChange
+    head: tuple[dict[str, Any], ...]
+    tail: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Staged:
+    """The rows of one message, made before the transaction: what the transaction writes
+    when the message opens a ticket (or joins one: the message row), ids filled in. Valid
+    for `settings` and `received_at` only (`_usable()` checks both)."""
+
+    settings: Settings
+    received_at: datetime
+    message: dict[str, Any]  # the message row without `ticket_id`
+    attachments: tuple[dict[str, Any], ...]  # rows without `message_pk`
+    new_ticket: NewTicket
+    reply: StagedReply
+
+
+def stage_incoming(incoming: Incoming, settings: Settings) -> Staged:
+    """The `Staged` rows of `incoming` (no database). Raises what the same work raises in
+    the transaction, where it would fail the same way (the caller then leaves it there)."""
+    new = new_ticket(incoming, settings)
+    reply = stage_reply(
+        settings,
+        new_ticket=new.values,
+        parsed=incoming.parsed,
+        envelope_from=incoming.raw.envelope_from,
+        change=new.change,
+        suppressed=_suppressed(incoming),
+    )
+    message = _message_values(incoming, 0)
+    del message["ticket_id"]
+    return Staged(
+        settings=settings,
+        received_at=incoming.received_at,
+        message=message,
+        attachments=tuple(_attachment_rows(incoming)),
+        new_ticket=new,
+        reply=reply,
+    )
+
+
+def _usable(incoming: Incoming, settings: Settings) -> Staged | None:
+    staged = incoming.staged
+    if staged is None or staged.settings is not settings:
+        return None
+    return staged if staged.received_at == incoming.received_at else None
 
 
 def record(
@@ -69,9 +130,10 @@ def record(
         return Duplicate(ticket=ticket_ref(seen.message.ticket_id), message_id=parsed.message_id)
     history = (seen.recent_auto_replies, seen.undeliverable)
     ticket, thread_note = _find_thread(conn, parsed)
+    staged = _usable(incoming, settings)
     if ticket is None:
-        return _create(conn, incoming, settings, thread_note, now, history)
-    return _join(conn, incoming, settings, ticket, now, history)
+        return _create(conn, incoming, settings, thread_note, now, history, staged)
+    return _join(conn, incoming, settings, ticket, now, history, staged)
 
 
 def _find_thread(conn: Connection, parsed: ParsedMessage) -> tuple[TicketRow | None, str]:
@@ -132,23 +194,31 @@ def _checks_detail(incoming: Incoming) -> dict[str, Any]:
     }
 
 
-def _store_message(conn: Connection, incoming: Incoming, ticket_id: int) -> int:
-    message_pk = repo.insert_message(conn, _message_values(incoming, ticket_id))
-    repo.insert_attachments(
-        conn,
-        [
-            {
-                "message_pk": message_pk,
-                "filename": a.filename,
-                "content_type": a.content_type,
-                "size": a.size,
-                "sha256": a.sha256,
-                "inline": a.inline,
-                "content_id": a.content_id,
-            }
-            for a in incoming.parsed.attachments
-        ],
-    )
+def _attachment_rows(incoming: Incoming) -> list[dict[str, Any]]:
+    return [
+        {
+            "filename": a.filename,
+            "content_type": a.content_type,
+            "size": a.size,
+            "sha256": a.sha256,
+            "inline": a.inline,
+            "content_id": a.content_id,
+        }
+        for a in incoming.parsed.attachments
+    ]
+
+
+def _store_message(
+    conn: Connection, incoming: Incoming, ticket_id: int, staged: Staged | None
+) -> int:
+    if staged is None:
+        message = _message_values(incoming, ticket_id)
+        attachments: Sequence[dict[str, Any]] = _attachment_rows(incoming)
+    else:
+        message = {"ticket_id": ticket_id, **staged.message}
+        attachments = staged.attachments
+    message_pk = repo.insert_message(conn, message)
+    repo.insert_attachments(conn, [{"message_pk": message_pk, **a} for a in attachments])
     return message_pk
 
 
@@ -170,14 +240,8 @@ def _failed_checks(incoming: Incoming, missing: tuple[str, ...]) -> dict[str, An
     return detail or None
 
 
-def _create(
-    conn: Connection,
-    incoming: Incoming,
-    settings: Settings,
-    thread_note: str,
-    now: datetime,
-    history: tuple[int, bool],
-) -> Stored | NeedsInfo:
+def new_ticket(incoming: Incoming, settings: Settings) -> NewTicket:
+    """The ticket this message opens when it continues none (`NewTicket`)."""
     parsed, report, route = incoming.parsed, incoming.report, incoming.route
     queue = settings.queues[route.queue]
     missing = missing_fields(queue.required, report.fields, report.evidence.photos)
@@ -204,9 +268,7 @@ def _create(
         "updated_at": at,
         "sla_state": "on_track",
     }
-    ticket_id = repo.insert_ticket(conn, values)
-    message_pk = _store_message(conn, incoming, ticket_id)
-    events: list[dict[str, Any]] = [
+    head = (
         {
             "kind": "created",
             "detail": {"source": incoming.raw.source, "message_id": parsed.message_id},
@@ -215,12 +277,8 @@ def _create(
             "kind": "routed",
             "detail": {"queue": route.queue, "rule": route.rule, "reason": route.reason},
         },
-    ]
-    if thread_note:
-        events.append({"kind": "thread_ref_ignored", "detail": {"reason": thread_note}})
+    )
     failed = _failed_checks(incoming, missing)
-    if failed:
-        events.append({"kind": "checks_failed", "detail": failed})
     change = TicketChange(
         missing_fields=missing,
         language_ok=report.language.ok,
@@ -228,11 +286,44 @@ def _create(
         invalid_tracking_numbers=report.fields.invalid_tracking_numbers,
         evidence=report.evidence,
     )
-    events += _reply(conn, incoming, settings, {"id": ticket_id, **values}, change, now, history)
+    tail = ({"kind": "checks_failed", "detail": failed},) if failed else ()
+    return NewTicket(values, missing, change, head, tail)
+
+
+def _create(
+    conn: Connection,
+    incoming: Incoming,
+    settings: Settings,
+    thread_note: str,
+    now: datetime,
+    history: tuple[int, bool],
+    staged: Staged | None,
+) -> Stored | NeedsInfo:
+    new = staged.new_ticket if staged is not None else new_ticket(incoming, settings)
+    values = new.values
+    ticket_id = repo.insert_ticket(conn, values)
+    message_pk = _store_message(conn, incoming, ticket_id, staged)
+    events: list[dict[str, Any]] = list(new.head)
+    if thread_note:
+        events.append({"kind": "thread_ref_ignored", "detail": {"reason": thread_note}})
+    events += new.tail
+    events += _reply(
+        conn,
+        incoming,
+        settings,
+        {"id": ticket_id, **values},
+        new.change,
+        now,
+        history,
+        staged.reply if staged is not None else None,
+        staged.reply.ack if staged is not None else None,
+    )
+    at = incoming.received_at
     repo.add_events(
         conn, [{"ticket_id": ticket_id, "message_pk": message_pk, "at": at, **e} for e in events]
     )
-    return _outcome(ticket_id, parsed.message_id, True, False, missing, report.language.ok)
+    language_ok = new.change.language_ok
+    return _outcome(ticket_id, incoming.parsed.message_id, True, False, new.missing, language_ok)
 
 
 def _merged(ticket: TicketRow, fields: ClaimFields) -> dict[str, list[str]]:
@@ -251,6 +342,7 @@ def _join(
     ticket: TicketRow,
     now: datetime,
     history: tuple[int, bool],
+    staged: Staged | None,
 ) -> Stored | NeedsInfo:
     parsed, report = incoming.parsed, incoming.report
     queue = settings.queues.get(ticket.queue) or settings.queues[settings.fallback_queue()]
@@ -282,7 +374,7 @@ def _join(
             sla_state="on_track",
         )
     repo.update_ticket(conn, ticket.id, values)
-    message_pk = _store_message(conn, incoming, ticket.id)
+    message_pk = _store_message(conn, incoming, ticket.id, staged)
     events: list[dict[str, Any]] = [
         {
             "kind": "message_added",
@@ -316,7 +408,9 @@ def _join(
         before_missing=None if transition.reopened else tuple(sorted(ticket.missing_fields)),
         before_language_ok=None if transition.reopened else ticket.language_ok,
     )
-    events += _reply(conn, incoming, settings, {**ticket._mapping, **values}, change, now, history)
+    merged_row = {**ticket._mapping, **values}
+    reply = staged.reply if staged is not None else None
+    events += _reply(conn, incoming, settings, merged_row, change, now, history, reply, None)
     repo.add_events(
         conn, [{"ticket_id": ticket.id, "message_pk": message_pk, "at": at, **e} for e in events]
     )
@@ -331,9 +425,12 @@ def _reply(
     change: TicketChange,
     now: datetime,
     history: tuple[int, bool],
+    staged: StagedReply | None,
+    prerendered: Prerendered | None,
 ) -> list[dict[str, Any]]:
     """The auto-reply step (outbound/auto_reply.py); `ticket` is the row as this transaction
-    leaves it. Returns its events (`reply_queued` or `reply_skipped`) for the batch."""
+    leaves it. Returns its events (`reply_queued` or `reply_skipped`) for the batch.
+    `prerendered`: the reply, rendered before the transaction for this very ticket."""
     return auto_reply(
         conn,
         settings,
@@ -342,9 +439,15 @@ def _reply(
         envelope_from=incoming.raw.envelope_from,
         change=change,
         now=now,
-        suppressed=None if incoming.raw.auto_reply else "replies off for this import",
+        suppressed=_suppressed(incoming),
         history=history,
+        staged=staged,
+        prerendered=prerendered,
     )
+
+
+def _suppressed(incoming: Incoming) -> str | None:
+    return None if incoming.raw.auto_reply else "replies off for this import"
 
 
 def _outcome(

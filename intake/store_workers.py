@@ -377,11 +377,12 @@ def _worker_main(sock: socket.socket, settings: Settings, parent: int, level: in
     """A worker: build the services, say ready, then store batches until the end of input."""
     from config.wiring import build_services
     from intake.analyse import exit_with_parent
-    from intake.process import NotKept, Prepared, process_batch
+    from intake.process import NotKept, Prepared, process_batch, stage
 
     def analyse(frame: bytes) -> tuple[int, Prepared]:
         request, raw, now = pickle.loads(frame)
-        return request, Prepared(raw, analyser(raw), now)
+        # The rows are made here, before the write turn, which every worker waits for.
+        return request, stage(Prepared(raw, analyser(raw), now), services)
 
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Ctrl-C in a terminal and systemd's stop signal reach the whole process group: a worker

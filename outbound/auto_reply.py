@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +20,7 @@ from sqlalchemy import Connection
 from config.settings import Settings
 from intake.types import ParsedMessage
 from outbound.compose import ComposeError, ReplyTarget
-from outbound.enqueue import enqueue_reply
+from outbound.enqueue import Prerendered, enqueue_prerendered, enqueue_reply, prerender_reply
 from routing.replies import AUTO_KINDS, TicketChange, due_reply, header_guard, history_guard
 from storage import outbox_repo
 
@@ -39,6 +40,41 @@ def target_of(parsed: ParsedMessage) -> ReplyTarget:
     )
 
 
+@dataclass(frozen=True)
+class StagedReply:
+    """The auto-reply step's work that needs no database, done before the transaction:
+    why the headers (or the edge) forbid a reply, and the acknowledgement a new ticket
+    would get (None: not known beforehand, rendered in the transaction)."""
+
+    header_reason: str | None
+    ack: Prerendered | None
+
+
+def stage_reply(
+    settings: Settings,
+    *,
+    new_ticket: Mapping[str, Any],
+    parsed: ParsedMessage,
+    envelope_from: str | None,
+    change: TicketChange,
+    suppressed: str | None = None,
+) -> StagedReply:
+    """`auto_reply()`'s pure part for this message; `new_ticket` and `change`: the ticket's
+    columns (without `id`) and change if the message opens a ticket."""
+    reason = suppressed or header_guard(parsed, envelope_from, settings.desk_addresses())
+    due = due_reply(change)
+    ack = None
+    if reason is None and due is not None:
+        ack = prerender_reply(
+            settings,
+            SimpleNamespace(**new_ticket),
+            due.kind,
+            requests=due.requests,
+            target=target_of(parsed),
+        )
+    return StagedReply(reason, ack)
+
+
 def auto_reply(
     conn: Connection,
     settings: Settings,
@@ -50,6 +86,8 @@ def auto_reply(
     now: datetime,
     suppressed: str | None = None,
     history: tuple[int, bool] | None = None,
+    staged: StagedReply | None = None,
+    prerendered: Prerendered | None = None,
 ) -> list[dict[str, Any]]:
     """Queue the reply this message is due, if any and if allowed. `ticket` holds the
     ticket's columns as the transaction leaves them (with `id`). Returns the events to
@@ -57,18 +95,26 @@ def auto_reply(
     none when no reply is due. `suppressed`: the edge asked for no reply (the reason).
     `history`: the sender's `outbox_repo.sender_history()` for `AUTO_KINDS` since
     `now - RATE_WINDOW`, when the caller read it already in this transaction (the record
-    step does, with its dedupe lookup); None: read here."""
+    step does, with its dedupe lookup); None: read here. `staged`: `stage_reply()` for
+    this message (its header verdict is used); `prerendered`: the reply itself, rendered
+    for exactly this ticket and change (`staged.ack` when the message opened the ticket)."""
     due = due_reply(change)
     if due is None:
         return []
     recipient = parsed.from_address
-    reason = suppressed or header_guard(parsed, envelope_from, settings.desk_addresses())
+    if staged is not None:
+        reason = staged.header_reason
+    else:
+        reason = suppressed or header_guard(parsed, envelope_from, settings.desk_addresses())
     if reason is None:
         limit = settings.relay.max_auto_replies_per_day
         if history is None:
             history = outbox_repo.sender_history(conn, recipient, AUTO_KINDS, now - RATE_WINDOW)
         recent, undeliverable = history
         reason = history_guard(recent, limit, undeliverable)
+    if reason is None and prerendered is not None and prerendered.kind == due.kind:
+        queued = enqueue_prerendered(conn, settings, prerendered, int(ticket["id"]), now)
+        return [{"kind": "reply_queued", "detail": queued.event_detail}]
     if reason is None:
         try:
             queued = enqueue_reply(

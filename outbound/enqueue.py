@@ -16,7 +16,7 @@ those same bytes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from outbound.compose import (
     thread_ids,
     usable_address,
 )
+from outbound.ref_slots import REF_PLACEHOLDER
 from outbound.templates import TemplateProblem, Templates, Values, load_templates, one_line
 from routing.replies import Requests
 from storage import outbox_repo, repo
@@ -101,41 +102,147 @@ def enqueue_reply(
     target = target or _newest_buyer_message(conn, ticket)
     try:
         templates = templates_for(settings)
-        context = _context(settings, templates, ticket, kind, target, requests, details)
+        context = _context(settings, templates, ticket, ref, kind, target, requests, details)
         text, html = templates.render(kind, context)
     except TemplateProblem as exc:
         raise ComposeError(str(exc)) from exc
     recipient = usable_address(target.address)
-    message_id = new_message_id(ref, kind, desk_domain(settings))
     in_reply_to, references = thread_ids(target)
+    mail = _Mail(
+        kind=kind,
+        recipient=recipient,
+        recipient_name=one_line(target.display_name, limit=100) or None,
+        in_reply_to=in_reply_to,
+        references=list(references),
+        subject=subject or reply_subject(target.subject, ref),
+        text=text,
+        html=html,
+        includes=requests.names() if requests is not None else None,
+    )
+    queued = _insert(conn, settings, mail, ticket_id, ref, now)
+    if record_event:
+        detail = queued.event_detail
+        repo.add_event(
+            conn, ticket_id, "reply_queued", now, detail, message_pk=message_pk, actor=actor
+        )
+    return queued
+
+
+@dataclass(frozen=True)
+class _Mail:
+    """A reply as the outbox stores it, apart from its ticket, Message-ID and times.
+    `subject` is not cut to one line yet; `includes`: `Requests.names()`, if any."""
+
+    kind: str
+    recipient: str
+    recipient_name: str | None
+    in_reply_to: str | None
+    references: list[str]
+    subject: str
+    text: str
+    html: str | None
+    includes: list[str] | None
+
+
+def _insert(
+    conn: Connection, settings: Settings, mail: _Mail, ticket_id: int, ref: str, now: datetime
+) -> Queued:
+    message_id = new_message_id(ref, mail.kind, desk_domain(settings))
     outbox_id = outbox_repo.insert_outbox(
         conn,
         {
             "ticket_id": ticket_id,
-            "kind": kind,
+            "kind": mail.kind,
             "status": "pending",
-            "recipient": recipient,
-            "recipient_name": one_line(target.display_name, limit=100) or None,
+            "recipient": mail.recipient,
+            "recipient_name": mail.recipient_name,
             "message_id": message_id,
-            "in_reply_to": in_reply_to,
-            "references": list(references),
-            "subject": one_line(subject or reply_subject(target.subject, ref), SUBJECT_LIMIT + 40),
-            "body_text": text,
-            "body_html": html,
+            "in_reply_to": mail.in_reply_to,
+            "references": list(mail.references),
+            "subject": one_line(mail.subject, SUBJECT_LIMIT + 40),
+            "body_text": mail.text,
+            "body_html": mail.html,
             "raw": None,
             "created_at": now,
             "next_attempt_at": now,
             "attempts": 0,
         },
     )
-    detail: dict[str, Any] = {"kind": kind, "message_id": message_id, "recipient": recipient}
-    if requests is not None:
-        detail["includes"] = requests.names()
-    if record_event:
-        repo.add_event(
-            conn, ticket_id, "reply_queued", now, detail, message_pk=message_pk, actor=actor
+    recipient = mail.recipient
+    detail: dict[str, Any] = {"kind": mail.kind, "message_id": message_id, "recipient": recipient}
+    if mail.includes is not None:
+        detail["includes"] = list(mail.includes)
+    return Queued(outbox_id, message_id, mail.kind, mail.recipient, detail)
+
+
+@dataclass(frozen=True)
+class Prerendered:
+    """A reply rendered before its ticket has an id (outside the write turn), with
+    `REF_PLACEHOLDER` where the ref goes: `enqueue_prerendered()` puts the ref in."""
+
+    mail: _Mail
+
+    @property
+    def kind(self) -> str:
+        return self.mail.kind
+
+
+def prerender_reply(
+    settings: Settings,
+    ticket: Any,
+    kind: str,
+    *,
+    requests: Requests,
+    target: ReplyTarget,
+) -> Prerendered | None:
+    """What `enqueue_reply(..., ticket=ticket, requests=requests, target=target)` would
+    queue, for a ticket whose columns (`ticket`, without `id`) are known before its INSERT.
+    None when that cannot be known exactly: the templates do more with the ref than print
+    it (outbound/ref_slots.py), a template fails or the address is unusable (the caller
+    then calls enqueue_reply(), which fails the same way and reports it)."""
+    templates = templates_for(settings)
+    if not templates.ref_is_plain(templates.reply_templates(kind, requests.language)):
+        return None
+    try:
+        ref = REF_PLACEHOLDER
+        context = _context(settings, templates, ticket, ref, kind, target, requests, None)
+        text, html = templates.render(kind, context)
+        recipient = usable_address(target.address)
+    except (TemplateProblem, ComposeError):
+        return None
+    subject = reply_subject(target.subject, REF_PLACEHOLDER)
+    if subject.count(REF_PLACEHOLDER) != 1:  # the buyer's subject held it: not ours to swap
+        return None
+    in_reply_to, references = thread_ids(target)
+    return Prerendered(
+        _Mail(
+            kind=kind,
+            recipient=recipient,
+            recipient_name=one_line(target.display_name, limit=100) or None,
+            in_reply_to=in_reply_to,
+            references=list(references),
+            subject=subject,
+            text=text,
+            html=html,
+            includes=requests.names(),
         )
-    return Queued(outbox_id, message_id, kind, recipient, detail)
+    )
+
+
+def enqueue_prerendered(
+    conn: Connection, settings: Settings, prerendered: Prerendered, ticket_id: int, now: datetime
+) -> Queued:
+    """Queue a prerendered reply for ticket `ticket_id`, its ref in place of the placeholder:
+    the row `enqueue_reply(..., record_event=False)` would have written."""
+    ref = ticket_ref(ticket_id)
+    mail = prerendered.mail
+    filled = replace(
+        mail,
+        subject=mail.subject.replace(REF_PLACEHOLDER, ref),
+        text=mail.text.replace(REF_PLACEHOLDER, ref),
+        html=mail.html.replace(REF_PLACEHOLDER, ref) if mail.html is not None else None,
+    )
+    return _insert(conn, settings, filled, ticket_id, ref, now)
 
 
 def compose_row(row: Any, settings: Settings) -> Composed:
@@ -179,6 +286,7 @@ def _context(
     settings: Settings,
     templates: Templates,
     ticket: Any,
+    ref: str,
     kind: str,
     target: ReplyTarget,
     requests: Requests | None,
@@ -188,7 +296,7 @@ def _context(
     context: dict[str, Any] = {
         "kind": kind,
         "ticket": Values(
-            ref=ticket_ref(ticket.id),
+            ref=ref,
             queue=ticket.queue,
             status=ticket.status,
             subject=one_line(ticket.subject),

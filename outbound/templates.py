@@ -34,6 +34,7 @@ from jinja2 import (
 from markupsafe import Markup, escape
 
 import config
+from outbound.ref_slots import ref_is_plain
 
 BUILTIN_DIR = Path(config.__file__).parent / "templates"
 LANGUAGE_DIR = "language"
@@ -106,6 +107,7 @@ class Templates:
         )
         self._templates: dict[str, Template] = {}
         self._present: dict[str, bool] = {}
+        self._ref_plain: dict[tuple[str, ...], bool] = {}
         self.env.filters["desk_time"] = self.desk_time
         self.env.filters["one_line"] = one_line
         self.env.filters["paragraphs"] = _paragraphs
@@ -138,11 +140,38 @@ class Templates:
     def translation(self, code: str, context: Mapping[str, Any]) -> tuple[str, str] | None:
         """(code used, text) of the language request in language `code`, or None when no
         template speaks it."""
+        found = self.translation_template(code)
+        if found is None:
+            return None
+        return found[0], self._render(found[1], context).strip()
+
+    def translation_template(self, code: str) -> tuple[str, str] | None:
+        """(code used, template name) of the language request in language `code`."""
         for candidate in dict.fromkeys((code.lower(), code.lower().split("-")[0])):
             name = f"{LANGUAGE_DIR}/{candidate}.txt.j2"
             if self.has(name):
-                return candidate, self._render(name, context).strip()
+                return candidate, name
         return None
+
+    def reply_templates(self, kind: str, language: str | None = None) -> tuple[str, ...]:
+        """Every template a reply of `kind` renders itself (its text, its HTML if any, the
+        language request in `language` if one is asked for and spoken)."""
+        names = [f"{kind}.txt.j2"]
+        if self.has(f"{kind}.html.j2"):
+            names.append(f"{kind}.html.j2")
+        found = self.translation_template(language) if language else None
+        if found is not None:
+            names.append(found[1])
+        return tuple(names)
+
+    def ref_is_plain(self, names: tuple[str, ...]) -> bool:
+        """Whether these templates print the ticket ref only as it is, so that a render
+        with `REF_PLACEHOLDER` as the ref, the placeholder then replaced, is the render
+        with the ref (outbound/ref_slots.py). Decided once per set of names."""
+        plain = self._ref_plain.get(names)
+        if plain is None:
+            plain = self._ref_plain[names] = ref_is_plain(self.env, names)
+        return plain
 
     def languages(self) -> list[str]:
         """Codes of every language request template available."""

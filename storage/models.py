@@ -168,7 +168,8 @@ class Outbox(SQLModel, table=True):
     )
     kind: str
     status: str = "pending"
-    recipient: str = Field(index=True)
+    # No index of its own: ix_outbox_recipient_created leads with it (migration 0006).
+    recipient: str
     message_id: str = Field(unique=True)
     in_reply_to: str | None = None
     subject: str
