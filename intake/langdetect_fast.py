@@ -17,13 +17,16 @@ equivalent that a test compares with the stock code on a varied corpus:
   generator stock langdetect seeds with `SEED`: the 32-bit outputs of `random.Random(SEED)`
   are a fixed sequence, so they are generated once per process and consumed exactly as
   `Random.choice` consumes them (`getrandbits(k)` is the top `k` bits of one output,
-  rejected while out of range); the Gaussian draw between trials is CPython's own
-  `Random.gauss` on that same sequence. The per-iteration normalisation divides by
-  `sum()` as the running Python computes it: left to right up to 3.11, Neumaier's
-  compensated summation from 3.12 on.
+  rejected while out of range); the Gaussian draw before each trial is `Random.gauss`'s
+  formula on that same sequence, with the C library's `log`, `sqrt`, `cos` and `sin` that
+  CPython's `math` calls. All seven trials run in one compiled call (a call costs more
+  than a typical trial). The per-iteration normalisation divides by `sum()` as the
+  running Python computes it: left to right up to 3.11, Neumaier's compensated summation
+  from 3.12 on.
 
 Without numba, or when the compiled path does not reproduce the stock detector on the
-check texts at load (a future Python changing `random` or `sum`), the trial loop runs on
+check texts at load (a future Python changing `random`, `gauss` or `sum`, a numba whose
+math functions round differently), the trial loop runs on
 NumPy with a real `random.Random` and Python's `sum`: slower, equally exact. The check
 also makes numba compile (or load from its cache) at `factory()`, not on a message.
 
@@ -36,6 +39,7 @@ process loads everything again at its own `factory()`).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import re
@@ -55,6 +59,8 @@ SEED = 0  # langdetect samples n-grams at random; a fixed seed makes it a pure f
 _SEGMENT_CACHE_LIMIT = 50_000  # cached segments (~340 bytes each); cleared when full
 _NORMALISED_LIMIT = 20_000  # code points with their normalised form (~150 bytes each)
 _STREAM_WORDS = 1 << 14  # generator outputs drawn up front; ~600 per detection, more on demand
+_TWOPI = 2.0 * math.pi  # random.TWOPI
+_RES53 = 1.0 / 9007199254740992.0  # 2**-53, as CPython's random() scales
 _COMPENSATED_SUM = sys.version_info >= (3, 12)  # "Changed in version 3.12" (builtin sum docs)
 
 # Texts the compiled path must score exactly as stock langdetect before it is used.
@@ -213,101 +219,100 @@ class _Stream:
             return self.words
 
 
-class _Replay(random.Random):
-    """CPython's `random.Random` driven by a `_Stream` from `position` on.
-
-    Only `random()` (hence the inherited `gauss`) reads the stream; the compiled trial
-    loop reads it directly for its n-gram draws and moves `position` past them.
-    """
-
-    position: int
-
-    def __init__(self, stream: _Stream) -> None:
-        self._stream = stream
-        super().__init__()
-
-    def seed(self, *args: Any, **kwargs: Any) -> None:
-        """Back to the stream's first output (random.Random.__init__ calls this)."""
-        self.position = 0
-
-    def random(self) -> float:
-        """CPython's genrand_res53: 53 bits from two outputs."""
-        words = self._stream.words
-        if self.position + 2 > len(words):
-            words = self._stream.ensure(self.position + 2)
-        high = int(words[self.position]) >> 5
-        low = int(words[self.position + 1]) >> 6
-        self.position += 2
-        return (high * 67108864.0 + low) * (1.0 / 9007199254740992.0)
-
-
-def _trial(
+def _trials(
     words: Any,
-    position: int,
     rows: Any,
     weights: Any,
     initial: Any,
     total: Any,
-    weight: float,
+    alpha: float,
+    alpha_width: float,
+    base_freq: float,
     shift: int,
     trials: int,
     limit: int,
     threshold: float,
     compensated: bool,
 ) -> int:
-    """One trial of `Detector._detect_block`, from `initial` probabilities, its result
-    divided by `trials` and added to `total`; numba compiles it.
+    """Every trial of `Detector._detect_block`, from `initial` probabilities, each result
+    divided by `trials` and added to `total`; numba compiles it. One call a detection: a
+    compiled call costs a few microseconds, more than most trials do.
 
-    Draws n-gram `rows[r]` with `r` the output at `position` shifted right by `shift`,
-    skipping outputs while `r >= len(rows)` (`Random._randbelow`). Returns the position
-    after the last output used, or -1 (and `total` untouched) when `words` ran out.
+    Reads the generator's outputs from the start of `words`, as a fresh detector's
+    `Random(SEED)` draws them: before each trial `Random.gauss(0.0, 1.0)`, by CPython's
+    formula (two `random()` doubles of two outputs each make a pair; the second is kept for
+    the next trial); then n-gram `rows[r]`, `r` an output shifted right by `shift`,
+    skipping outputs while `r >= len(rows)` (`Random._randbelow`). Returns the number of
+    outputs used, or -1 (with `total` partly filled) when `words` ran out.
     """
-    prob = initial.copy()
     count = rows.shape[0]
-    size = prob.shape[0]
+    size = initial.shape[0]
     end = words.shape[0]
-    i = 0
-    while True:
-        if position >= end:
-            return -1
-        drawn = np.int64(words[position]) >> shift
-        position += 1
-        while drawn >= count:
+    position = 0
+    spare = 0.0
+    has_spare = False
+    for _ in range(trials):
+        if has_spare:
+            z = spare
+            has_spare = False
+        else:
+            if position + 4 > end:
+                return -1
+            # random() is genrand_res53: the top 27 and 26 bits of two outputs
+            high, low = np.int64(words[position]) >> 5, np.int64(words[position + 1]) >> 6
+            x = (high * 67108864.0 + low) * _RES53
+            high, low = np.int64(words[position + 2]) >> 5, np.int64(words[position + 3]) >> 6
+            y = (high * 67108864.0 + low) * _RES53
+            position += 4
+            x2pi = x * _TWOPI
+            g2rad = math.sqrt(-2.0 * math.log(1.0 - y))
+            z = math.cos(x2pi) * g2rad
+            spare = math.sin(x2pi) * g2rad
+            has_spare = True
+        weight = (alpha + (0.0 + z * 1.0) * alpha_width) / base_freq  # mu=0.0, sigma=1.0
+        prob = initial.copy()
+        i = 0
+        while True:
             if position >= end:
                 return -1
             drawn = np.int64(words[position]) >> shift
             position += 1
-        row = rows[drawn]
-        for j in range(size):
-            prob[j] *= weight + weights[row, j]
-        if i % 5 == 0:
-            norm = prob[0]  # sum() starts from int 0, and 0 + p is p exactly
-            if compensated:  # CPython >= 3.12 builtin sum over floats (Neumaier)
-                error = 0.0
-                for j in range(1, size):
-                    value = prob[j]
-                    step = norm + value
-                    if abs(norm) >= abs(value):
-                        error += (norm - step) + value
-                    else:
-                        error += (value - step) + norm
-                    norm = step
-                if error != 0.0 and np.isfinite(error):
-                    norm += error
-            else:
-                for j in range(1, size):
-                    norm += prob[j]
-            top = 0.0
+            while drawn >= count:
+                if position >= end:
+                    return -1
+                drawn = np.int64(words[position]) >> shift
+                position += 1
+            row = rows[drawn]
             for j in range(size):
-                value = prob[j] / norm
-                if top < value:
-                    top = value
-                prob[j] = value
-            if top > threshold or i >= limit:
-                break
-        i += 1
-    for j in range(size):
-        total[j] += prob[j] / trials
+                prob[j] *= weight + weights[row, j]
+            if i % 5 == 0:
+                norm = prob[0]  # sum() starts from int 0, and 0 + p is p exactly
+                if compensated:  # CPython >= 3.12 builtin sum over floats (Neumaier)
+                    error = 0.0
+                    for j in range(1, size):
+                        value = prob[j]
+                        step = norm + value
+                        if abs(norm) >= abs(value):
+                            error += (norm - step) + value
+                        else:
+                            error += (value - step) + norm
+                        norm = step
+                    if error != 0.0 and np.isfinite(error):
+                        norm += error
+                else:
+                    for j in range(1, size):
+                        norm += prob[j]
+                top = 0.0
+                for j in range(size):
+                    value = prob[j] / norm
+                    if top < value:
+                        top = value
+                    prob[j] = value
+                if top > threshold or i >= limit:
+                    break
+            i += 1
+        for j in range(size):
+            total[j] += prob[j] / trials
     return position
 
 
@@ -377,29 +382,22 @@ class _Engine:
         return filled
 
     def _compiled_trials(self, rows: Any) -> Any:
-        """The averaged probabilities of the trials over `rows`; one compiled call a trial,
-        CPython's `gauss` between them, as `_detect_block` draws it."""
+        """The averaged probabilities of the trials over `rows`, in one compiled call (run
+        again on a longer stream if it ran out of outputs)."""
         assert self._compiled is not None
         weights = self._grams.weights  # read after `rows` were numbered: holds them all
         shift = 32 - len(rows).bit_length()  # getrandbits(k) keeps an output's top k bits
-        trials = self._template.n_trial
-        draws = _Replay(self._stream)
-        total = np.zeros(len(self._initial))
-        for _ in range(trials):
-            alpha = self._template.alpha + draws.gauss(0.0, 1.0) * Detector.ALPHA_WIDTH
-            weight = alpha / Detector.BASE_FREQ
-            words = self._stream.words
-            while True:
-                after = self._compiled(
-                    words, draws.position, rows, weights, self._initial, total, weight,
-                    shift, trials, Detector.ITERATION_LIMIT, Detector.CONV_THRESHOLD,
-                    _COMPENSATED_SUM,
-                )  # fmt: skip
-                if after >= 0:
-                    break
-                words = self._stream.ensure(2 * len(words))
-            draws.position = after
-        return total
+        words = self._stream.words
+        while True:
+            total = np.zeros(len(self._initial))
+            used = self._compiled(
+                words, rows, weights, self._initial, total, self._template.alpha,
+                Detector.ALPHA_WIDTH, Detector.BASE_FREQ, shift, self._template.n_trial,
+                Detector.ITERATION_LIMIT, Detector.CONV_THRESHOLD, _COMPENSATED_SUM,
+            )  # fmt: skip
+            if used >= 0:
+                return total
+            words = self._stream.ensure(2 * len(words))
 
     def _numpy_trials(self, rows: Any) -> Any:
         """The same loop on NumPy vectors with a real generator and Python's sum."""
@@ -427,16 +425,16 @@ class _Engine:
 
 
 def _compile() -> Callable[..., int] | None:
-    """`_trial` compiled by numba (cached on disk), or None without numba."""
+    """`_trials` compiled by numba (cached on disk), or None without numba."""
     try:
         import numba  # type: ignore[import-untyped]  # imported here: ~0.3 s, only on load
     except ImportError:
         log.warning("numba is not installed: language detection runs on the slower NumPy path")
         return None
     try:
-        return numba.njit(cache=True, nogil=True)(_trial)  # type: ignore[no-any-return]
+        return numba.njit(cache=True, nogil=True)(_trials)  # type: ignore[no-any-return]
     except RuntimeError:  # no writable cache directory: compile in every process (~0.7 s)
-        return numba.njit(nogil=True)(_trial)  # type: ignore[no-any-return]
+        return numba.njit(nogil=True)(_trials)  # type: ignore[no-any-return]
 
 
 def factory() -> DetectorFactory:

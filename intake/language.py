@@ -37,20 +37,35 @@ _CODE = r"[A-Za-z0-9#№.:/+_\-]*\d[A-Za-z0-9#№.:/+_\-]*"
 # www., domains with a path or on a common TLD, and codes (order and tracking numbers, dates,
 # prices). Codes are also taken from inside non-Latin text, which has no spaces in Chinese
 # ("订单号8123456789012345") and often none after "№" in Russian.
-_NOISE = re.compile(
-    r"(?<!\S)[(\[<{\"'«„“$€£¥₽]*(?:"
-    r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"
+_OPENERS = r"[(\[<{\"'«„“$€£¥₽]*"
+# Every part needs a ".", a ":" or a digit inside its token (an address its domain's dot, a
+# link "://" or a dot, a code its digit): this look-ahead rejects a plain word in one scan
+# instead of letting each part read it and back off.
+_TOKEN_GATE = r"(?=[^\s.:\d]*+[.:\d])"
+_PARTS = (
+    r"(?:[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"
     r"|[A-Za-z][A-Za-z0-9+.\-]*://\S*"
     r"|[Ww]{3}\.\S*"
     rf"|(?:[\w\-]+\.)+(?:[A-Za-z]{{2,63}}/\S*|(?i:{_TLDS})(?![\w\-])(?:[/?#]\S*)?)"
     rf"|{_CODE})"
-    rf"|(?<=[^\x00-\x7f]){_CODE}"
 )
+_NOISE = re.compile(rf"(?<!\S){_OPENERS}{_TOKEN_GATE}{_PARTS}|(?<=[^\x00-\x7f]){_CODE}")
+# The same for ASCII text, which never has a code glued to non-Latin text: each match also
+# takes the whitespace before its token (the text gets a leading space), so the regex engine
+# skips from one whitespace character to the next instead of trying every position. The
+# taken character is whitespace next to the " " put in its place: nothing changes once
+# whitespace is collapsed.
+_NOISE_ASCII = re.compile(rf"\s{_OPENERS}{_TOKEN_GATE}{_PARTS}")
 # Runs, not single characters: one match per word instead of one per letter, the same count.
 _LETTERS = re.compile(r"[^\W\d_]+")
 _UNSPACED = re.compile(
     r"[\u0e00-\u0eff\u1100-\u11ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+"
 )
+# What `_LETTERS` does not match in ASCII: everything but A-Z and a-z.
+_ASCII_NON_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha())
+# Characters cleaned beyond what the cap still lacks, per step: noise removed and runs of
+# spaces collapsed shrink a step, and one step too few costs a second step.
+_STEP_SLACK = 32  # at least 1: each step must end past its start
 
 
 def clean_for_detection(text: str, max_chars: int) -> str:
@@ -60,7 +75,10 @@ def clean_for_detection(text: str, max_chars: int) -> str:
 
     Only as much of `text` is cleaned as the cap needs: it is cut into windows at whitespace,
     and every pattern is confined to one token, so the result equals cleaning the whole text
-    (unless a single token is longer than a window, 2,048 characters or more).
+    (unless a single token is longer than a window, 2,048 characters or more). Inside a
+    window, steps a little longer than what the cap still lacks are cleaned one at a time,
+    each ending at a space or line break (like a window's end), so a 1,000-character claim
+    is not cleaned whole for 400 characters; the windows themselves stay where they were.
     """
     window = max(4 * max_chars, 2048)
     pieces: list[str] = []
@@ -72,13 +90,13 @@ def clean_for_detection(text: str, max_chars: int) -> str:
             cut = max(text.rfind(" ", pos, end), text.rfind("\n", pos, end))
             if cut > pos:
                 end = cut
-        # split() and join(): whitespace runs collapsed and the ends stripped, as `\s+` and
-        # strip() would (the same Unicode whitespace), at a fraction of the cost.
-        piece = " ".join(_NOISE.sub(" ", text[pos:end]).split())
-        if piece:
-            pieces.append(piece)
-            size += len(piece) + 1
-        pos = end
+        while pos < end and size <= max_chars:
+            stop = _step_end(text, pos + max_chars - size + _STEP_SLACK, end)
+            piece = _cleaned(text[pos:stop])
+            if piece:
+                pieces.append(piece)
+                size += len(piece) + 1
+            pos = stop
     cleaned = " ".join(pieces)
     if len(cleaned) <= max_chars:
         return cleaned
@@ -90,8 +108,34 @@ def clean_for_detection(text: str, max_chars: int) -> str:
     return capped.rstrip()
 
 
+def _cleaned(piece: str) -> str:
+    """`piece` without noise, whitespace runs collapsed and the ends stripped."""
+    # split() and join(): as `\s+` and strip() would (the same Unicode whitespace), at a
+    # fraction of the cost.
+    if piece.isascii():
+        return " ".join(_NOISE_ASCII.sub(" ", " " + piece).split())
+    return " ".join(_NOISE.sub(" ", piece).split())
+
+
+def _step_end(text: str, at: int, end: int) -> int:
+    """The first space or line break at or after `at` and before `end`, else `end`: a cut
+    there changes nothing, since no pattern crosses whitespace or looks past it."""
+    if at >= end:
+        return end
+    space = text.find(" ", at, end)
+    newline = text.find("\n", at, end)
+    if space < 0:
+        return end if newline < 0 else newline
+    return space if newline < 0 else min(space, newline)
+
+
 def _letter_weight(text: str) -> int:
-    """The letters of `text`, each Han, kana or Hangul character counted several times."""
+    """The letters of `text`, each Han, kana or Hangul character counted several times.
+
+    ASCII text (most claims) has no such character, and its letters are exactly A-Z and
+    a-z: they are counted by deleting every other byte, without the two regex passes."""
+    if text.isascii():
+        return len(text.encode("ascii").translate(None, _ASCII_NON_LETTERS))
     unspaced = sum(map(len, _UNSPACED.findall(text)))
     return sum(map(len, _LETTERS.findall(text))) + unspaced * (_UNSPACED_LETTER_WEIGHT - 1)
 

@@ -62,6 +62,13 @@ def split_reply(text: str) -> tuple[str, tuple[Quote, ...]]:
     i, n = 0, len(lines)
     while i < n:
         line, stripped = lines[i], bare[i]
+        if not stripped:
+            # A blank line is never quoted, a marker or a signature (about a third of the
+            # lines of a letter): the checks below would all say no.
+            if not in_signature:
+                own.append(line)
+            i += 1
+            continue
         if is_quoted(stripped):
             end = _quoted_block_end(bare, i)
             quotes.append(Quote(_unquoted(lines[i:end])))

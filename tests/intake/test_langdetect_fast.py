@@ -10,10 +10,12 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 import langdetect
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langdetect import DetectorFactory
+from langdetect.detector import Detector
 from langdetect.lang_detect_exception import LangDetectException
 from langdetect.language import Language
 
@@ -210,11 +212,29 @@ def test_the_stream_replays_the_seeded_generator() -> None:
     stream = langdetect_fast._Stream(SEED, 100)
     assert stream.words.tolist() == expected[:100]
     assert stream.ensure(300).tolist()[:300] == expected
-    replay = langdetect_fast._Replay(langdetect_fast._Stream(SEED, 8))
-    generator = random.Random(SEED)
-    assert [replay.gauss(0.0, 1.0) for _ in range(40)] == [
-        generator.gauss(0.0, 1.0) for _ in range(40)
-    ]
+
+
+def test_the_compiled_trials_equal_the_interpreted_ones() -> None:
+    # The interpreted kernel runs CPython's own math functions (its Gaussian draws are
+    # `Random.gauss`'s formula): the compiled one must use the same, bit for bit.
+    factory()
+    engine = langdetect_fast._engine
+    assert engine is not None and engine.compiled
+    detector = factory().create()
+    for text in SCRIPTS[:8] + CAPITALS[:2] + LONG[:1]:
+        rows = engine._rows(langdetect_fast._prepared(text, detector.max_text_length))
+        results = []
+        for kernel in (langdetect_fast._trials, engine._compiled):
+            total = np.zeros(len(engine._initial))
+            used = kernel(
+                engine._stream.words, rows, engine._grams.weights, engine._initial, total,
+                detector.alpha, Detector.ALPHA_WIDTH, Detector.BASE_FREQ,
+                32 - len(rows).bit_length(), detector.n_trial, Detector.ITERATION_LIMIT,
+                Detector.CONV_THRESHOLD, langdetect_fast._COMPENSATED_SUM,
+            )  # fmt: skip
+            results.append((used, total.tolist()))
+        assert results[0] == results[1]
+        assert results[0][0] > 0
 
 
 def test_varied_texts_use_one_compiled_specialisation() -> None:

@@ -436,3 +436,68 @@ def test_letter_weight_counts_character_by_character(text: str) -> None:
     )
     expected = sum(bool(letter.match(ch)) + 2 * bool(unspaced.match(ch)) for ch in text)
     assert language._letter_weight(text) == expected
+
+
+# -- the cleaning shortcuts against the plain pass ----------------------------------------
+
+# `_NOISE` as it was before the token gate and the ASCII variant: one pass over the whole text.
+PLAIN_NOISE = re.compile(
+    r"(?<!\S)[(\[<{\"'«„“$€£¥₽]*(?:"
+    r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"
+    r"|[A-Za-z][A-Za-z0-9+.\-]*://\S*"
+    r"|[Ww]{3}\.\S*"
+    rf"|(?:[\w\-]+\.)+(?:[A-Za-z]{{2,63}}/\S*|(?i:{language._TLDS})(?![\w\-])(?:[/?#]\S*)?)"
+    rf"|{language._CODE})"
+    rf"|(?<=[^\x00-\x7f]){language._CODE}"
+)
+
+
+def plainly_cleaned(text: str, max_chars: int) -> str:
+    """The whole text cleaned in one regex pass, then capped as `clean_for_detection` caps."""
+    cleaned = " ".join(PLAIN_NOISE.sub(" ", text).split())
+    if len(cleaned) <= max_chars:
+        return cleaned
+    capped = cleaned[:max_chars]
+    if cleaned[max_chars] != " ":
+        space = capped.rfind(" ")
+        if space > 0:
+            capped = capped[:space]
+    return capped.rstrip()
+
+
+# Pieces of every part (addresses, links, domains, codes, openers), near misses (dots and
+# colons in prose, "@" without a domain), non-Latin letters and digits (codes glued to them),
+# and whitespace of every kind, ASCII and not.
+NOISE_PIECES = [
+    "word", "Word.", "e.g.", "U.S.", "a:b", "x@", "@y", "john.doe+x@mail.example.com",
+    "http://a.b/c?d=1", "HTTPS://X", "ftp://q", "www.", "WwW.shop.de", "shop.com", "shop.com.",
+    "aliexpress.ru/item/1", "a-b.рф", "site.рф.8", "x.toolong/", "12", "8123456789012345",
+    "RR123456785CN", "12:30", "#4", "№5", "$5", "(5pcs)", "«7»", "[www.x.org]", "“3”", "-", ".",
+    ":", "/", "a1٣٣", "٣", "汉", "订单号812", "трек№RR1", "ß", "é", "İ", " ", "  ", "\n", "\t",
+    "\r\n", "\x0b", "\x1c", "\x1f", "\x85", "\u00a0", "\u2009", "\u3000",
+]  # fmt: skip
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(st.sampled_from(NOISE_PIECES), max_size=60).map("".join),
+    st.sampled_from([1, 5, 12, 40, 400, 100_000]),
+)
+def test_cleaning_equals_one_plain_pass_over_the_whole_text(text: str, max_chars: int) -> None:
+    assert clean_for_detection(text, max_chars) == plainly_cleaned(text, max_chars)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(NOISE_PIECES), max_size=40).map("".join))
+def test_the_ascii_pattern_cleans_as_the_general_one(text: str) -> None:
+    text = text.encode("ascii", "ignore").decode("ascii")
+    assert language._cleaned(text) == " ".join(PLAIN_NOISE.sub(" ", text).split())
+
+
+def test_cleaning_claims_in_steps_equals_one_plain_pass() -> None:
+    rng = random.Random(3)
+    for text in REALISTIC:
+        for max_chars in (40, 100, 400, 1000):
+            assert clean_for_detection(text, max_chars) == plainly_cleaned(text, max_chars)
+        long = "\n".join(rng.sample(REALISTIC, 6))
+        assert clean_for_detection(long, 400) == plainly_cleaned(long, 400)

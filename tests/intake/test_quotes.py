@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from intake import quote_markers as qm
+from intake import quotes
 from intake.quotes import MAX_LINES, split_reply
 from intake.types import Quote
 from tests.paths import SHARED_SAMPLES
@@ -414,3 +415,15 @@ def test_marker_pre_tests_decide_as_the_full_checks(text: str) -> None:
 def test_every_separator_phrase_passes_the_pre_test(phrase: str) -> None:
     assert qm.is_separator_phrase(f"---------- {phrase.upper()} ----------")
     assert qm.is_separator_phrase(f"{phrase}:")
+
+
+@pytest.mark.parametrize("line", ["", " ", "\t", " \t ", "\u00a0", "\u3000", "\x0b"])
+def test_a_blank_line_is_nothing_the_splitter_looks_for(line: str) -> None:
+    # `split_reply` keeps blank lines (outside a signature) without asking these predicates.
+    stripped = line.strip()
+    assert stripped == ""
+    assert not qm.is_quoted(stripped)
+    assert quotes._quote_start([stripped, "wrote:", "> x"], 0) is None
+    assert not qm.is_footer_start(stripped)
+    assert not qm.is_signature_delimiter(line)
+    assert not qm.is_mobile_signature(stripped)
