@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from config.wiring import Services
 from intake.analyse import Analysis, analyse_many
-from intake.record import Incoming, Staged, record, stage_incoming
+from intake.record import Incoming, Staged, bind_staged, record, stage_incoming
 from intake.types import Disposition, Duplicate, ParsedMessage, Quarantined, RawMessage
 from outbound.bounce import read_bounce
 from outbound.bounce_record import record_bounce
@@ -145,7 +145,7 @@ def stage(prepared: Prepared, services: Services) -> Prepared:
         return prepared
     incoming = Incoming(raw, analysis.parsed, analysis.report, analysis.route, received_at)
     try:
-        staged = stage_incoming(incoming, services.settings)
+        staged = bind_staged(stage_incoming(incoming, services.settings), services.engine.dialect)
     except Exception:  # the transaction meets it again, and quarantines
         log.debug("%s not staged", analysis.parsed.message_id, exc_info=True)
         return prepared

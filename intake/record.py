@@ -8,11 +8,12 @@ for the caller to turn into `Duplicate`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
 
 from config.settings import Settings
 from intake.checks import missing_fields
@@ -34,6 +35,7 @@ from routing.threading import thread_keys
 from scheduler.sla import due_at
 from storage import repo
 from storage.models import ticket_id_from_ref, ticket_ref
+from storage.prepared import BoundRow
 from storage.repo import TicketRow
 from storage.rows import message_row
 
@@ -83,6 +85,18 @@ class Staged:
     attachments: tuple[dict[str, Any], ...]  # rows without `message_pk`
     new_ticket: NewTicket
     reply: StagedReply
+    # `message` (with a placeholder ticket id) and `new_ticket.values` as driver parameters
+    # (`bind_staged()`); None: converted in the transaction.
+    message_bound: BoundRow | None = None
+    ticket_bound: BoundRow | None = None
+
+
+def bind_staged(staged: Staged, dialect: Dialect) -> Staged:
+    """`staged` with its message and ticket rows converted for `dialect` already: the times
+    and JSON of those rows are then not converted in the write turn."""
+    message = repo.bind_message(dialect, {"ticket_id": 0, **staged.message})
+    ticket = repo.bind_ticket(dialect, staged.new_ticket.values)
+    return replace(staged, message_bound=message, ticket_bound=ticket)
 
 
 def stage_incoming(incoming: Incoming, settings: Settings) -> Staged:
@@ -211,13 +225,16 @@ def _attachment_rows(incoming: Incoming) -> list[dict[str, Any]]:
 def _store_message(
     conn: Connection, incoming: Incoming, ticket_id: int, staged: Staged | None
 ) -> int:
+    attachments: Sequence[dict[str, Any]]
     if staged is None:
-        message = _message_values(incoming, ticket_id)
-        attachments: Sequence[dict[str, Any]] = _attachment_rows(incoming)
-    else:
-        message = {"ticket_id": ticket_id, **staged.message}
+        message_pk = repo.insert_message(conn, _message_values(incoming, ticket_id))
+        attachments = _attachment_rows(incoming)
+    elif staged.message_bound is not None:
+        message_pk = repo.insert_bound_message(conn, staged.message_bound, ticket_id)
         attachments = staged.attachments
-    message_pk = repo.insert_message(conn, message)
+    else:
+        message_pk = repo.insert_message(conn, {"ticket_id": ticket_id, **staged.message})
+        attachments = staged.attachments
     repo.insert_attachments(conn, [{"message_pk": message_pk, **a} for a in attachments])
     return message_pk
 
@@ -301,7 +318,10 @@ def _create(
 ) -> Stored | NeedsInfo:
     new = staged.new_ticket if staged is not None else new_ticket(incoming, settings)
     values = new.values
-    ticket_id = repo.insert_ticket(conn, values)
+    if staged is not None and staged.ticket_bound is not None:
+        ticket_id = repo.insert_bound_ticket(conn, staged.ticket_bound)
+    else:
+        ticket_id = repo.insert_ticket(conn, values)
     message_pk = _store_message(conn, incoming, ticket_id, staged)
     events: list[dict[str, Any]] = list(new.head)
     if thread_note:

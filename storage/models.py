@@ -95,7 +95,8 @@ class Message(SQLModel, table=True):
     direction: str = "in"
     message_id: str = Field(unique=True)
     message_id_generated: bool = False
-    raw_sha256: str = Field(index=True)
+    # Kept for the record, not indexed: dedupe goes by message_id (migration 0007).
+    raw_sha256: str
     sender: str
     subject: str
     in_reply_to: list[str] = _json()

@@ -5,13 +5,15 @@ The intake transaction is a handful of small statements, and SQLAlchemy's
 key, execution context, result object). A `Prepared` statement keeps what matters from
 SQLAlchemy, the SQL its compiler writes for the dialect, the types' bind processors (aware
 UTC times, JSON, booleans) and its exception classes, and drops the rest. `Inserts` does the
-same for multi-row INSERTs (events, attachments); `driver_sql` runs transaction control
-(BEGIN IMMEDIATE, SAVEPOINT) the same way.
+same for multi-row INSERTs (events, attachments), and `Inserts.bind()` makes an INSERT's
+parameters before the transaction opens (intake's `stage()`, outside the SQLite write
+turn); `driver_sql` runs transaction control (BEGIN IMMEDIATE, SAVEPOINT) the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from json.encoder import (  # type: ignore[attr-defined]
     JSONEncoder,
@@ -72,12 +74,25 @@ def _json_shortcut(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return process
 
 
+# The last time converted for SQLite and its text, shared by every column: a message's rows
+# carry one `received_at` object many times over (the ticket's four times, the message's,
+# each event's `at`). The cell holds the datetime, so its id cannot be reused while cached;
+# datetimes are immutable, so the same object always gives the same text.
+_LAST_SQLITE_TIME: list[tuple[Any, Any]] = [(None, None)]
+
+
 def _sqlite_time_shortcut(type_: UTCDateTime, dialect: Dialect) -> Callable[[Any], Any]:
     to_naive = type_.process_bind_param
+    last = _LAST_SQLITE_TIME
 
     def process(value: Any) -> Any:
+        seen = last[0]
+        if seen[0] is value:
+            return seen[1]
         naive = to_naive(value, dialect)
-        return None if naive is None else naive.isoformat(" ", "microseconds")
+        text = None if naive is None else naive.isoformat(" ", "microseconds")
+        last[0] = (value, text)
+        return text
 
     return process
 
@@ -96,6 +111,8 @@ class _Compiled:
         "_slots",
         "_template",
         "_types",
+        "positions",
+        "processed_at",
         "sql",
     )
 
@@ -136,6 +153,10 @@ class _Compiled:
             for c in getattr(compiled.statement, "selected_columns", ())
         ]
         self._dialect = dialect
+        # Where each bind goes, and which take a processor: what `Inserts.bind()` needs
+        # to leave a slot open for a value known only in the transaction (an id).
+        self.positions = {name: position for position, name in enumerate(names)}
+        self.processed_at = frozenset(position for position, _ in processed)
         self._results: tuple[tuple[int, Callable[[Any], Any]], ...] | None = None
 
     def results(self, description: Sequence[Any]) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
@@ -201,7 +222,9 @@ class Prepared:
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Run once; the rows it returns (a SELECT's, or an INSERT's RETURNING) as tuples."""
         compiled = self._compiled(conn.dialect)
-        args = _args(compiled, params, compiled.sql)
+        return self._run(conn, compiled, _args(compiled, params, compiled.sql))
+
+    def _run(self, conn: Connection, compiled: _Compiled, args: Any) -> list[Any]:
         cursor = _cursor(conn)
         try:
             cursor.execute(compiled.sql, args)
@@ -297,6 +320,21 @@ def _wrapped(conn: Connection, exc: Exception, sql: str, args: Any, cursor: Any)
     return wrapped
 
 
+@dataclass(frozen=True, slots=True)
+class BoundRow:
+    """One INSERT's driver parameters, made before the transaction (`Inserts.bind()`) so that
+    the write turn does not convert times and encode JSON: `values` in bind order, processed
+    for `dialect`, with the `open` positions (ids the transaction assigns) filled in by
+    `Inserts.one_bound()`. `row` is what it was made from, for any other dialect."""
+
+    prepared: Prepared
+    dialect: Dialect
+    row: Mapping[str, Any]
+    values: tuple[Any, ...]
+    open: tuple[tuple[int, str], ...]
+    names: tuple[str, ...] | None  # the driver's parameter names (a dict paramstyle)
+
+
 _JSON_DEFAULT = JSONEncoder().default
 _MULTI_ROW_MAX = 16  # rows in one multi-row INSERT; more go through executemany
 
@@ -356,6 +394,43 @@ class Inserts:
             conn.execute(statement, dict(row))
             return None
         found = prepared.rows(conn, row)
+        return found[0][0] if found else None
+
+    def bind(
+        self, dialect: Dialect, row: Mapping[str, Any], open_keys: Sequence[str] = ()
+    ) -> BoundRow | None:
+        """`row`'s parameters for `dialect`, made now; `open_keys` (columns of `row` whose
+        values are placeholders, such as an id the transaction assigns) left to fill. None
+        when that cannot be done (a value a processor refuses, a processed open key, a row
+        `execute()` must insert): `one()` then meets the row in the transaction as before."""
+        prepared = self._for(tuple(row))
+        if prepared is None:
+            return None
+        compiled = prepared._compiled(dialect)
+        try:
+            args = compiled.args(row)
+        except Exception:  # one() raises it again, in the transaction, as it always did
+            return None
+        slots = []
+        for key in open_keys:
+            position = compiled.positions.get(key)
+            if position is None or position in compiled.processed_at:
+                return None
+            slots.append((position, key))
+        names = None if compiled._keys is None else tuple(compiled._keys)
+        values = tuple(args) if names is None else tuple(args[n] for n in names)
+        return BoundRow(prepared, dialect, row, values, tuple(slots), names)
+
+    def one_bound(self, conn: Connection, bound: BoundRow, fill: Mapping[str, Any]) -> Any:
+        """`one(conn, {**bound.row, **fill})`, with the parameters `bind()` made."""
+        if conn.dialect is not bound.dialect:
+            return self.one(conn, {**bound.row, **fill})
+        values = list(bound.values)
+        for position, key in bound.open:
+            values[position] = fill[key]
+        args = values if bound.names is None else dict(zip(bound.names, values, strict=True))
+        prepared = bound.prepared
+        found = prepared._run(conn, prepared._compiled(conn.dialect), args)
         return found[0][0] if found else None
 
     def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:

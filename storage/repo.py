@@ -23,11 +23,12 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from storage import outbox_repo
 from storage.models import ATTACHMENT, EVENT, MESSAGE, OUTBOX, TICKET
-from storage.prepared import Inserts, Prepared
+from storage.prepared import BoundRow, Inserts, Prepared
 
 _FIND_MESSAGE = Prepared(
     select(MESSAGE.c.id, MESSAGE.c.ticket_id).where(MESSAGE.c.message_id == bindparam("message_id"))
@@ -144,6 +145,17 @@ def insert_ticket(conn: Connection, values: Mapping[str, Any]) -> int:
     return int(_TICKETS.one(conn, values))
 
 
+def bind_ticket(dialect: Dialect, values: Mapping[str, Any]) -> BoundRow | None:
+    """`insert_ticket(conn, values)`'s parameters, made before the transaction (None: not
+    possible, insert `values` then)."""
+    return _TICKETS.bind(dialect, values)
+
+
+def insert_bound_ticket(conn: Connection, bound: BoundRow) -> int:
+    """`insert_ticket()` of the values `bind_ticket()` made `bound` of."""
+    return int(_TICKETS.one_bound(conn, bound, {}))
+
+
 @lru_cache(maxsize=32)
 def _update_ticket(keys: tuple[str, ...]) -> Prepared:
     statement = update(TICKET).where(TICKET.c.id == bindparam("ticket_pk"))
@@ -160,6 +172,17 @@ def update_ticket(conn: Connection, ticket_id: int, values: Mapping[str, Any]) -
 
 def insert_message(conn: Connection, values: Mapping[str, Any]) -> int:
     return int(_MESSAGES.one(conn, values))
+
+
+def bind_message(dialect: Dialect, values: Mapping[str, Any]) -> BoundRow | None:
+    """`insert_message(conn, values)`'s parameters, made before the transaction, with
+    `ticket_id` (a placeholder in `values`) left for `insert_bound_message()`."""
+    return _MESSAGES.bind(dialect, values, ("ticket_id",))
+
+
+def insert_bound_message(conn: Connection, bound: BoundRow, ticket_id: int) -> int:
+    """`insert_message()` of the values `bind_message()` made `bound` of, for `ticket_id`."""
+    return int(_MESSAGES.one_bound(conn, bound, {"ticket_id": ticket_id}))
 
 
 def insert_attachments(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -107,6 +107,53 @@ def test_rows_are_stored_as_execute_stores_them(engine: Engine) -> None:
     assert fast_row["received_at"] == AT and fast_row["received_at"].tzinfo == UTC
 
 
+def test_rows_bound_before_the_transaction_are_stored_as_execute_stores_them(
+    engine: Engine,
+) -> None:
+    """`bind_ticket()`/`bind_message()` (made in intake's stage(), before the write turn)
+    store what insert_ticket()/insert_message() store; the message's ticket id is filled
+    in at insert time."""
+    ticket = repo.bind_ticket(engine.dialect, _ticket())
+    message = repo.bind_message(engine.dialect, _message(0, "bound@x"))
+    assert ticket is not None and message is not None
+    with engine.begin() as conn:
+        bound = repo.insert_bound_ticket(conn, ticket)
+        plain = repo.insert_ticket(conn, _ticket())
+        bound_message = repo.insert_bound_message(conn, message, bound)
+        plain_message = repo.insert_message(conn, _message(plain, "plain@x"))
+    assert _stored(engine, TICKET, bound) == _stored(engine, TICKET, plain)
+    bound_row = _stored(engine, MESSAGE, bound_message)
+    plain_row = _stored(engine, MESSAGE, plain_message)
+    assert (bound_row.pop("ticket_id"), bound_row.pop("message_id")) == (bound, "bound@x")
+    assert (plain_row.pop("ticket_id"), plain_row.pop("message_id")) == (plain, "plain@x")
+    assert bound_row == plain_row
+
+
+def test_a_row_that_cannot_be_bound_is_left_to_the_transaction(engine: Engine) -> None:
+    """A value a processor refuses is not bound beforehand: the insert in the transaction
+    raises as it always did (and intake quarantines the message)."""
+    naive = _ticket(received_at=datetime(2026, 3, 1, 12, 0))
+    assert repo.bind_ticket(engine.dialect, naive) is None
+    with pytest.raises(StatementError), engine.begin() as conn:
+        repo.insert_ticket(conn, naive)
+
+
+def test_sqlite_times_of_one_object_reuse_their_text() -> None:
+    """The SQLite time shortcut keeps the last object's text: the same object gives the same
+    text, an equal-looking other one (another zone) its own, and None stays None."""
+    from sqlalchemy.dialects import sqlite
+
+    from storage.types import UTCDateTime
+
+    dialect = sqlite.dialect()
+    processor = _bind_processor(UTCDateTime(), dialect)
+    assert processor is not None
+    other = datetime(2026, 3, 1, 23, 30, 5, 1234, tzinfo=timezone(timedelta(hours=-2)))
+    text = {AT: "2026-03-01 20:30:05.001234", other: "2026-03-02 01:30:05.001234", None: None}
+    for value in (AT, AT, other, AT, None, other, None):
+        assert processor(value) == text[value]
+
+
 def test_get_ticket_reads_what_execute_reads(engine: Engine) -> None:
     with engine.begin() as conn:
         ticket_id = repo.insert_ticket(conn, _ticket())

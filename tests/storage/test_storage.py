@@ -62,6 +62,8 @@ def test_sqlite_runs_in_wal_with_foreign_keys(sqlite_url: str) -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        # Savepoint sub-journals stay in memory (storage/engine.py): 2 is MEMORY.
+        assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 2
     engine.dispose()
 
 
