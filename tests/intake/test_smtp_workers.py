@@ -221,6 +221,34 @@ def test_writer_turns_exclude_each_other_on_one_sqlite_file_and_not_on_postgresq
         pass
 
 
+def test_a_workers_checkpoints_run_after_its_batches_not_inside_its_commits(
+    tmp_path: Path,
+) -> None:
+    from intake.store_workers import WalCheckpoints
+    from storage.engine import make_engine
+
+    path = tmp_path / "claimdesk.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE blob (data BLOB)")
+    checkpoints = WalCheckpoints(engine, every=3)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    empty = path.stat().st_size
+    for batch in range(1, 7):
+        with engine.begin() as conn:  # ~600 pages: two batches pass SQLite's 1,000
+            conn.exec_driver_sql("INSERT INTO blob VALUES (randomblob(2400000))")
+        before = path.stat().st_size
+        assert checkpoints.after_batch() == (batch % 3 == 0)
+        if batch < 3:
+            assert path.stat().st_size == empty  # no checkpoint inside a commit
+        if batch % 3 == 0:
+            assert path.stat().st_size > before  # the WAL's pages reached the database
+    engine.dispose()
+    postgres = make_engine("postgresql+psycopg://claimdesk@127.0.0.1/claimdesk")
+    assert WalCheckpoints(postgres, every=1).after_batch() is False  # nothing to do there
+
+
 def test_stop_signals_to_the_process_group_do_not_cut_a_worker_short(serve: Serve) -> None:
     """Ctrl-C and systemd signal every process of the group: the worker still answers for
     the message it holds and keeps serving; only the serving process decides when it ends."""
