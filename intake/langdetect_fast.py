@@ -86,6 +86,28 @@ _SPACE_RUN = re.compile(" {2,}")
 _LATIN_RUN = re.compile("[A-z]+")
 _NON_LATIN_RUN = re.compile("[\u0300-\U0010ffff]+")
 _SEGMENT = re.compile("[^ ]+ ?")
+_VI_MARKS = tuple(NGram.DMARK_CLASS)
+_NOT_LATIN_BYTES = bytes(b for b in range(256) if not ord("A") <= b <= ord("z"))
+
+
+def _has_vietnamese_mark(text: str) -> bool:
+    """Whether `text` holds one of the combining marks `NGram.normalize_vi` composes (it
+    changes nothing without one)."""
+    return any(mark in text for mark in _VI_MARKS)
+
+
+def _segments(text: str) -> list[str]:
+    """`_SEGMENT.findall(text)`: each word with the one space after it. Without runs of
+    spaces (`_prepared` collapses them), that is the text cut after every space; a leading
+    space and the empty rest after a trailing one are not segments. (NUL marks the cuts.)"""
+    if "  " in text or "\x00" in text:
+        return _SEGMENT.findall(text)
+    segments = text.replace(" ", " \x00").split("\x00")
+    if segments[-1] == "":
+        segments.pop()
+    if segments and segments[0] == " ":
+        del segments[0]
+    return segments
 
 
 def _prepared(text: str, max_length: int) -> str:
@@ -101,15 +123,20 @@ def _prepared(text: str, max_length: int) -> str:
     if "@" in text:
         text = Detector.MAIL_RE.sub(" ", text)
     ascii_only = text.isascii()
-    if not ascii_only:
+    if not ascii_only and _has_vietnamese_mark(text):
         text = NGram.normalize_vi(text)
     text = text[:max_length]
     if "  " in text:
         text = _SPACE_RUN.sub(" ", text)
     if ascii_only:
         return text
-    non_latin = sum(map(len, _NON_LATIN_RUN.findall(text)))
-    if sum(map(len, _LATIN_RUN.findall(text))) * 2 < non_latin:
+    # Latin letters are ASCII and non-Latin characters are not: the ASCII bytes give the
+    # Latin count and a bound on the other, enough for mostly Latin text (Spanish, French).
+    ascii_bytes = text.encode("ascii", "ignore")
+    latin = len(ascii_bytes.translate(None, _NOT_LATIN_BYTES))
+    if latin * 2 >= len(text) - len(ascii_bytes):
+        return text
+    if latin * 2 < sum(map(len, _NON_LATIN_RUN.findall(text))):
         return _LATIN_RUN.sub("", text)
     return text
 
@@ -360,7 +387,7 @@ class _Engine:
 
     def _rows(self, text: str) -> Any:
         """The weight rows of the text's n-grams, in langdetect's order (int32 array)."""
-        segments = _SEGMENT.findall(text)
+        segments = _segments(text)
         parts = list(map(self._segments.get, segments))
         if None in parts:
             parts = self._fill(segments, parts)

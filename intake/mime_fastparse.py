@@ -29,9 +29,16 @@ from email.policy import Compat32
 # Possessive quantifiers: a block that fails to match fails in linear time.
 _FIELD_SOURCE = r"([\041-\071\073-\176]++):[ \t]*+([^\n]*+\n(?:[ \t][^\n]*+\n)*+)"
 _FIELD = re.compile(_FIELD_SOURCE)
-_FIELDS = re.compile(f"(?:{_FIELD_SOURCE})+")
 _IDENTITY_ENCODINGS = ("7bit", "8bit", "binary")
 _BLANK_LINE = re.compile(r"\n\r?\n")
+# "type/subtype; boundary=..." with nothing else: the boundary is the value as written
+# (quoted, it holds no quote, backslash, ";" or "<", so unquoting it is taking it out of the
+# quotes). Anything else goes to `Message.get_boundary()`.
+_TOKEN = r"[!#$%&'*+\-.0-9A-Z^_`a-z|~]+"
+_ONLY_BOUNDARY = re.compile(
+    rf"{_TOKEN}/{_TOKEN}[ \t\r\n]*;[ \t\r\n]*[Bb][Oo][Uu][Nn][Dd][Aa][Rr][Yy][ \t\r\n]*=[ \t\r\n]*"
+    r'(?:"([ !#-:=-\[\]-~]*)"|([!#-:=-\[\]-~]+))[ \t\r\n]*'
+)
 
 
 class _Bail(Exception):
@@ -117,11 +124,10 @@ class _Parser:
             if self._ends_part(index, stack):
                 raise _Bail("a boundary inside a header block")
             index += 1
-        if _FIELDS.fullmatch(text, start, block_end) is None:
+        fields = _header_fields(text, start, block_end)
+        if fields is None:
             raise _Bail("not a header line")
-        # A field cannot end where a continuation line could start, so the fields found
-        # one after the other are the ones the block was matched as.
-        for name, value in _FIELD.findall(text, start, block_end):
+        for name, value in fields:
             msg.set_raw(name, value.rstrip("\r\n"))
         return body
 
@@ -146,7 +152,7 @@ class _Parser:
             eof = self._eof(body, stack)[1]
             msg.set_payload(self.text[body:eof])
             return msg, eof, msg
-        boundary = msg.get_boundary()
+        boundary = _boundary(msg)
         if boundary is None:
             raise _Bail("multipart without boundary")
         encoding = str(msg.get("content-transfer-encoding", "8bit")).lower()
@@ -198,6 +204,34 @@ class _Parser:
                 last._payload = _strip_eol(last._payload)
             msg.attach(child)
             index = bisect_left(self.starts, child_end)
+
+
+def _header_fields(text: str, start: int, end: int) -> list[tuple[str, str]] | None:
+    """(name, value) of the header fields that make up `text[start:end]`, None when it is
+    not header fields one after the other (`(?:field)+` does not match it whole). A field
+    matches in one way only (possessive quantifiers) and cannot end where a continuation
+    line could start, so the block is fields exactly when the fields found from its start
+    tile it."""
+    fields: list[tuple[str, str]] = []
+    at = start
+    for field in _FIELD.finditer(text, start, end):
+        if field.start() != at:
+            return None
+        at = field.end()
+        fields.append((field[1], field[2]))
+    return fields if fields and at == end else None
+
+
+def _boundary(msg: Message) -> str | None:
+    """`msg.get_boundary()`, read directly from the usual Content-Type shape (the stdlib
+    splits, unquotes, RFC 2231-decodes and requotes every parameter to get there)."""
+    value = msg.get("content-type")
+    if value is not None:
+        simple = _ONLY_BOUNDARY.fullmatch(value)
+        if simple is not None:
+            quoted, token = simple.groups()
+            return (token if quoted is None else quoted).rstrip()
+    return msg.get_boundary()
 
 
 def _core(line: str) -> str:

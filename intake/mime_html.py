@@ -47,52 +47,15 @@ def meta_charset(raw: bytes) -> str | None:
     return match.group(1).decode("ascii") if match else None
 
 
-class _Lines:
-    """Accumulates text runs into lines, remembering the blockquote depth of each line."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.current: list[str] = []
-        self.blank = True  # the current line holds only whitespace so far
-        self.quote_depth = 0
-        self.line_depth = 0
-
-    def add(self, run: str) -> None:
-        if self.blank:
-            self.line_depth = self.quote_depth
-            self.blank = run.isspace() or not run
-        self.current.append(run)
-
-    def end_line(self, *, hard: bool = False, blank: bool = False) -> None:
-        text = _collapse("".join(self.current)) if self.current else ""
-        self.current = []
-        self.blank = True
-        if text:
-            self.lines.append("> " * self.line_depth + text)
-        elif hard:
-            self.lines.append(">" * self.quote_depth)
-        if blank and self.lines and self.lines[-1] != "":
-            self.lines.append("")
-
-    def add_pre(self, run: str) -> None:
-        first, *rest = run.replace("\r\n", "\n").split("\n")
-        self.add(first)
-        for line in rest:
-            self.end_line(hard=True)
-            self.add(line)
-
-    def text(self) -> str:
-        self.end_line()
-        text = "\n".join(self.lines)
-        if "\n\n\n" in text:
-            text = _BLANK_RUNS.sub("\n\n", text)
-        return text.strip("\n")
-
-
 def _collapse(text: str) -> str:
-    """`_SPACES.sub(" ", text).strip()`, without the regex when it cannot matter: ASCII text
-    without the four separators `str.split()` adds to `_SPACES` (U+001C..U+001F) is split
-    and joined; other text without a tab, line break or run of spaces is only stripped."""
+    """`_SPACES.sub(" ", text).strip()`, without the regex when it cannot matter. Printable
+    text holds no white space but the ASCII space (`str.isprintable()` is false for every
+    other space and separator), so without a double space it only needs stripping; ASCII
+    text without the four separators `str.split()` adds to `_SPACES` (U+001C..U+001F) is
+    split and joined; other text without a tab, line break or run of spaces is only
+    stripped."""
+    if "  " not in text and text.isprintable():
+        return text.strip()
     if text.isascii():
         if not _ASCII_SEPARATORS.search(text):
             return " ".join(text.split())
@@ -104,52 +67,98 @@ def _collapse(text: str) -> str:
 def html_to_text(html: str) -> HtmlText:
     """Readable text of `html`, its `<a href>` targets (in order, deduplicated) and the
     Content-IDs its `cid:` URLs refer to (lower-cased, without brackets)."""
+    # One loop with the line state in locals (a method call per text run and per element
+    # was most of the cost). `run` holds the text runs of the current line, `blank` whether
+    # they are all white space; ending a line appends it, with "> " per blockquote level
+    # of the depth its first non-blank run had (`line_depth`); a hard break (`<br>`, a
+    # line break inside `<pre>`) appends even an empty line, as ">" per level.
     tree = LexborHTMLParser(html)
-    out = _Lines()
+    lines: list[str] = []
+    run: list[str] = []
+    blank = True
+    quote_depth = line_depth = pre_depth = 0
     links: dict[str, None] = {}
     cids: set[str] = set()
-    pre_depth = 0
     # Nodes to enter, and the tags of elements to leave (only those that end a line).
     stack: list[LexborNode | str] = [tree.root] if tree.root else []
+    pop, push = stack.pop, stack.append
     while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            if node == "blockquote":
-                out.end_line(blank=True)
-                out.quote_depth = max(0, out.quote_depth - 1)
-            elif node == "pre":
-                pre_depth -= 1
-                out.end_line(blank=True)
-            elif node in _PARAGRAPH:
-                out.end_line(blank=True)
-            else:
-                out.end_line()
+        node = pop()
+        if node.__class__ is str:  # leaving an element: end the line
+            if run:
+                text = _collapse("".join(run))
+                run = []
+                blank = True
+                if text:
+                    lines.append("> " * line_depth + text)
+            if node in _PARAGRAPH:
+                if lines and lines[-1] != "":
+                    lines.append("")
+                if node == "blockquote":
+                    quote_depth = max(0, quote_depth - 1)
+                elif node == "pre":
+                    pre_depth -= 1
             continue
         tag = node.tag or ""
         if tag == "-text":
-            run = node.text_content or ""
-            if pre_depth:
-                out.add_pre(run)
-            else:
-                out.add(run)
+            text = node.text_content or ""
+            if not pre_depth:
+                if blank:
+                    line_depth = quote_depth
+                    blank = text.isspace() or not text
+                run.append(text)
+                continue
+            for i, piece in enumerate(text.replace("\r\n", "\n").split("\n")):
+                if i:
+                    if run:
+                        text = _collapse("".join(run))
+                        run = []
+                        blank = True
+                        lines.append("> " * line_depth + text if text else ">" * quote_depth)
+                    else:
+                        lines.append(">" * quote_depth)
+                if blank:
+                    line_depth = quote_depth
+                    blank = piece.isspace() or not piece
+                run.append(piece)
             continue
         if tag in _SKIPPED or tag.startswith(("-", "!")):
             continue
         if tag == "br":
-            out.end_line(hard=True)
+            if run:
+                text = _collapse("".join(run))
+                run = []
+                blank = True
+                lines.append("> " * line_depth + text if text else ">" * quote_depth)
+            else:
+                lines.append(">" * quote_depth)
             continue
         if tag in _PARAGRAPH:
-            out.end_line(blank=True)
-            stack.append(tag)
+            if run:
+                text = _collapse("".join(run))
+                run = []
+                blank = True
+                if text:
+                    lines.append("> " * line_depth + text)
+            if lines and lines[-1] != "":
+                lines.append("")
+            push(tag)
+            if tag == "blockquote":
+                quote_depth += 1
+            elif tag == "pre":
+                pre_depth += 1
         elif tag in _LINE:
-            out.end_line()
-            stack.append(tag)
+            if run:
+                text = _collapse("".join(run))
+                run = []
+                blank = True
+                if text:
+                    lines.append("> " * line_depth + text)
+            push(tag)
         elif tag in _CELL:
-            out.add(" ")
-        if tag == "blockquote":
-            out.quote_depth += 1
-        elif tag == "pre":
-            pre_depth += 1
+            if blank:
+                line_depth = quote_depth
+            run.append(" ")
         elif tag == "a":
             href = (node.attributes.get("href") or "").strip()
             if href and not href.startswith("#"):
@@ -160,6 +169,13 @@ def html_to_text(html: str) -> HtmlText:
                 cids.add(unquote(src[4:]).strip().strip("<>").lower())
         child = node.last_child
         while child is not None:
-            stack.append(child)
+            push(child)
             child = child.prev
-    return HtmlText(out.text(), tuple(links), frozenset(cids))
+    if run:
+        text = _collapse("".join(run))
+        if text:
+            lines.append("> " * line_depth + text)
+    text = "\n".join(lines)
+    if "\n\n\n" in text:
+        text = _BLANK_RUNS.sub("\n\n", text)
+    return HtmlText(text.strip("\n"), tuple(links), frozenset(cids))

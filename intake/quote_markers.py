@@ -247,8 +247,9 @@ _SEPARATOR_ONLY = re.compile(r"[-=_*~–—\s]{5,}")
 # mobile signature starts like a prefix or ends like a suffix.
 _SEPARATOR_FIRST = frozenset(_DASH_CHARS) | {p[0] for p in SEPARATOR_PHRASES}
 _SEPARATOR_LAST = frozenset(_DASH_CHARS + ":") | {p[-1] for p in SEPARATOR_PHRASES}
-_SIGNATURE_FIRST = frozenset(p[0] for p in (*_SIGNATURE_PREFIXES_OWNED, *_SIGNATURE_PREFIXES))
-_SIGNATURE_LAST = frozenset(s[-1] for s in _SIGNATURE_SUFFIXES)
+# (Every prefix and suffix has two characters or more: their first and last two are tested.)
+_SIGNATURE_STARTS = frozenset(p[:2] for p in (*_SIGNATURE_PREFIXES_OWNED, *_SIGNATURE_PREFIXES))
+_SIGNATURE_ENDS = frozenset(s[-2:] for s in _SIGNATURE_SUFFIXES)
 
 
 def is_quoted(line: str) -> bool:
@@ -274,6 +275,12 @@ def is_separator_phrase(stripped: str) -> bool:
     """Forward/reply separators: "-----Original Message-----", "---------- Forwarded
     message ---------", "Begin forwarded message:" and their translations."""
     if not stripped or len(stripped) > 120:
+        return False
+    # ASCII is lower-cased letter by letter: the ends of `text` below are the ends of
+    # `stripped` lower-cased, so most lines are turned down before they are copied.
+    if stripped.isascii() and (
+        stripped[0].lower() not in _SEPARATOR_FIRST or stripped[-1].lower() not in _SEPARATOR_LAST
+    ):
         return False
     text = _normalise(stripped)
     if text[0] not in _SEPARATOR_FIRST or text[-1] not in _SEPARATOR_LAST:
@@ -329,7 +336,7 @@ def is_mobile_signature(stripped: str) -> bool:
     if not stripped or len(stripped) > 80 or "," in stripped:
         return False
     text = stripped.lower().rstrip(".! ")
-    if not text or (text[0] not in _SIGNATURE_FIRST and text[-1] not in _SIGNATURE_LAST):
+    if not text or (text[:2] not in _SIGNATURE_STARTS and text[-2:] not in _SIGNATURE_ENDS):
         return False
     if len(text.split()) > 10:
         return False

@@ -59,6 +59,7 @@ def split_reply(text: str) -> tuple[str, tuple[Quote, ...]]:
     own: list[str] = []
     quotes: list[Quote] = []
     in_signature = False
+    quoting = ">" in text  # else no line is `>`-quoted
     i, n = 0, len(lines)
     while i < n:
         line, stripped = lines[i], bare[i]
@@ -69,7 +70,7 @@ def split_reply(text: str) -> tuple[str, tuple[Quote, ...]]:
                 own.append(line)
             i += 1
             continue
-        if is_quoted(stripped):
+        if quoting and is_quoted(stripped):
             end = _quoted_block_end(bare, i)
             quotes.append(Quote(_unquoted(lines[i:end])))
             in_signature, i = False, end

@@ -4,6 +4,7 @@ misses each extractor must leave alone."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.settings import CarrierPattern, ChecksSettings, load_settings
-from intake.fields import FieldExtractor, _candidates, is_valid_s10, s10_check_digit
+from intake.fields import (
+    _NON_DIGITS,
+    _RUN_START,
+    FieldExtractor,
+    _candidates,
+    _run_starts,
+    _upper,
+    is_valid_s10,
+    s10_check_digit,
+)
 from intake.types import ClaimFields
 
 DATA = Path(__file__).parent.parent / "data" / "fields"
@@ -652,3 +662,28 @@ def test_candidates_are_what_separate_scans_find(up: str) -> None:
     s10, numbers = _candidates(up)
     assert [(a, b) for a, b, _ in s10] == [m.span() for m in S10_ALONE.finditer(up)]
     assert numbers == [(m.start(), m.end(), m.group(1)) for m in NUMBER_ALONE.finditer(up)]
+
+
+# -- the digit-run shortcut against the regex scan ------------------------------------------
+
+_RUN_PIECES = [
+    "1", "12", "123", "1234", "0000", "8603351943153700", "RR", "cn", " ", "-", "\u00a0",
+    "\u202f", "a", "Z", "@", ".", "\n", "é", "٣", "１",
+]  # fmt: skip
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(_RUN_PIECES), max_size=40).map("".join))
+def test_run_starts_are_the_regex_matches(text: str) -> None:
+    up = _upper(text)
+
+    def spans(matches: Iterable[re.Match[str]]) -> list[tuple[int, str | None, str | None]]:
+        return [(m.start(), m.group("s10"), m.group("number")) for m in matches]
+
+    assert spans(_run_starts(up)) == spans(_RUN_START.finditer(up))
+
+
+@settings(max_examples=300)
+@given(st.text(st.sampled_from(["1", "9", "A", " ", "٣", "１", "-", "é"]), max_size=20))
+def test_digits_of_a_tracking_number_are_its_ascii_digits(code: str) -> None:
+    assert _NON_DIGITS.sub("", code) == "".join(c for c in code if c in "0123456789")

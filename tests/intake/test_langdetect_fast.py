@@ -272,3 +272,25 @@ def test_child_processes_score_exactly_as_stock(method: str) -> None:
         results = list(pool.map(detect_langs, texts))
     for text, guesses in zip(texts, results, strict=True):
         assert [(guess.lang, guess.prob) for guess in guesses] == stock_answer(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from(["a", "é", " ", "\x00", "\n", "\t", "漢"]), max_size=20))
+def test_segments_are_the_regex_segments(text: str) -> None:
+    assert langdetect_fast._segments(text) == langdetect_fast._SEGMENT.findall(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        st.sampled_from(
+            ["a", "e", "ê", "Ă", "\u0300", "\u0301", "\u0303", "\u0309", "\u0323", "\u0302", "漢"]
+        ),
+        max_size=12,
+    )
+)
+def test_vietnamese_marks_are_looked_for_before_normalising(text: str) -> None:
+    from langdetect.utils.ngram import NGram
+
+    if not langdetect_fast._has_vietnamese_mark(text):
+        assert NGram.normalize_vi(text) == text

@@ -501,3 +501,34 @@ def test_cleaning_claims_in_steps_equals_one_plain_pass() -> None:
             assert clean_for_detection(text, max_chars) == plainly_cleaned(text, max_chars)
         long = "\n".join(rng.sample(REALISTIC, 6))
         assert clean_for_detection(long, 400) == plainly_cleaned(long, 400)
+
+
+ASCII_NOISE_PIECES = [p for p in NOISE_PIECES if p.isascii()] + [
+    "\x1d",
+    "\x1e",
+    "\x0c",
+    "a.b:",
+    "a@b.",
+    "(www.",
+    "WWW.",
+    "x.",
+    "(",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(ASCII_NOISE_PIECES), max_size=40).map("".join))
+def test_the_token_search_removes_what_the_ascii_pattern_does(text: str) -> None:
+    expected = " ".join(language._NOISE_ASCII.sub(" ", " " + text).split())
+    assert " ".join(language._without_ascii_noise(text).split()) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.sampled_from([*NOISE_PIECES, "x.", "ж.", "(www.", "汉.", "İ."]), max_size=40).map(
+        "".join
+    )
+)
+def test_the_token_search_cleans_as_the_general_pattern(text: str) -> None:
+    expected = " ".join(language._NOISE.sub(" ", text).split())
+    assert " ".join(language._without_noise(" ".join(text.split())).split()) == expected

@@ -9,12 +9,14 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import getaddresses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pathvalidate import sanitize_filename
 
+from intake import mime_headers as hdr
 from intake.mime import _PARSER, MAX_CONTAINERS, MAX_DEPTH, MAX_PARTS, _charset, parse_message
 from intake.mime_attachments import safe_filename
 from intake.mime_charset import codec_for, decode_text
@@ -794,3 +796,48 @@ def test_cached_charsets_are_what_the_parts_declare() -> None:
             except Exception:
                 expected = None
             assert _charset(part) == expected
+
+
+@settings(max_examples=500)
+@given(
+    st.text(st.sampled_from(["a", " ", "\x00", "\n", "é", "\udce9", "\ud800", "漢"]), max_size=12)
+)
+def test_clean_takes_ascii_text_as_the_general_path_does(text: str) -> None:
+    general = text.replace("\x00", "")
+    try:
+        general.encode("utf-8")
+    except UnicodeEncodeError:
+        general = general.encode("utf-8", errors="replace").decode("utf-8")
+    assert hdr.clean(text) == general
+
+
+@settings(max_examples=1000)
+@given(
+    st.sampled_from(["", "Sun, ", "Mon, ", "Xyz, ", "sun, "]),
+    st.integers(0, 40),
+    st.sampled_from(["Jan", "Feb", "Mar", "Dec", "jan", "May"]),
+    st.integers(0, 10000),
+    st.integers(0, 99),
+    st.integers(0, 99),
+    st.integers(0, 99),
+    st.sampled_from(["+", "-"]),
+    st.integers(0, 9999),
+    st.sampled_from(["", " ", " (UTC)"]),
+)
+def test_usual_dates_are_read_as_the_stdlib_reads_them(
+    day_name: str, day: int, month: str, year: int, hh: int, mm: int, ss: int, sign: str,
+    zone: int, tail: str,
+) -> None:  # fmt: skip
+    from email.utils import parsedate_to_datetime
+
+    value = f"{day_name}{day:02d} {month} {year:04d} {hh:02d}:{mm:02d}:{ss:02d} {sign}{zone:04d}"
+    value = (value + tail).strip()
+
+    def outcome(parse: Any) -> Any:
+        try:
+            parsed = parse(value)
+        except Exception as exc:
+            return type(exc)
+        return (parsed, repr(parsed.tzinfo) if parsed else None)
+
+    assert outcome(hdr._datetime) == outcome(parsedate_to_datetime)

@@ -3,6 +3,7 @@ our own mail, generated claims, generated MIME structures and mutated samples.""
 
 from __future__ import annotations
 
+import re
 import time
 from email.message import Message
 from email.parser import Parser
@@ -15,7 +16,14 @@ from hypothesis import strategies as st
 
 from bench.corpus import generate
 from intake.mime import _POLICY, MAX_DEPTH
-from intake.mime_fastparse import fast_parse
+from intake.mime_fastparse import (
+    _FIELD,
+    _FIELD_SOURCE,
+    _ONLY_BOUNDARY,
+    _boundary,
+    _header_fields,
+    fast_parse,
+)
 from tests.intake.test_mime import (
     MAIL,
     SAMPLE_FILES,
@@ -184,3 +192,91 @@ def test_agrees_with_the_stdlib_on_generated_structures(
 @given(mutated_samples())
 def test_agrees_with_the_stdlib_on_mutated_samples(data: bytes) -> None:
     assert_agrees(text_of(data))
+
+
+# -- the Content-Type boundary shortcut against `get_boundary()` ---------------------------
+
+_CT_PIECES = [
+    "multipart/mixed", "multipart/alternative", "text/plain", ";", " ", "\t", "\n ", "\r\n ",
+    "boundary", "BOUNDARY", "Boundary", "boundary*", "boundary*0*", "=", '"', "\\", "<", ">",
+    "===", "abc", "x y", "'", "utf-8''a%20b", "charset=utf-8", "é", "\udce9", "--", "/",
+]  # fmt: skip
+
+
+@settings(max_examples=800)
+@given(st.lists(st.sampled_from(_CT_PIECES), max_size=14).map("".join))
+def test_boundary_shortcut_agrees_with_get_boundary(value: str) -> None:
+    msg = Message(policy=_POLICY)
+    msg.set_raw("Content-Type", value)
+    try:
+        expected: Any = msg.get_boundary()
+    except Exception as exc:  # the shortcut falls back to it, so it must raise alike
+        expected = type(exc)
+    try:
+        got: Any = _boundary(msg)
+    except Exception as exc:
+        got = type(exc)
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'multipart/alternative;\n boundary="===============3591088459282207174=="',
+        "multipart/mixed; boundary=abc",
+        'multipart/mixed; BOUNDARY = " a b "',
+        'multipart/mixed; boundary=""',
+    ],
+)
+def test_boundary_shortcut_takes_the_usual_shapes(value: str) -> None:
+    msg = Message(policy=_POLICY)
+    msg.set_raw("Content-Type", value)
+    assert _ONLY_BOUNDARY.fullmatch(value)
+    assert _boundary(msg) == msg.get_boundary()
+
+
+_SPACES = st.sampled_from(["", " ", "\t", "\n ", "\r\n\t", "  "])
+_BOUNDARY_TEXT = st.text(
+    st.sampled_from(list(" !#$%&'()*+,-./09:<=>?@AZ[]^_`az{|}~\"\\;é")), max_size=12
+)
+
+
+@settings(max_examples=800)
+@given(
+    st.sampled_from(["multipart/mixed", "Multipart/Related", "text/plain", "a/b/c", "x"]),
+    _SPACES,
+    _SPACES,
+    st.sampled_from(["boundary", "BOUNDARY", "bOundary", "boundary*", "name"]),
+    _SPACES,
+    _SPACES,
+    st.booleans(),
+    _BOUNDARY_TEXT,
+    _SPACES,
+)
+def test_boundary_shortcut_agrees_on_boundary_shapes(
+    ctype: str, s1: str, s2: str, name: str, s3: str, s4: str, quoted: bool, text: str, s5: str
+) -> None:
+    value = f"{ctype}{s1};{s2}{name}{s3}={s4}" + (f'"{text}"' if quoted else text) + s5
+    msg = Message(policy=_POLICY)
+    msg.set_raw("Content-Type", value)
+    assert _boundary(msg) == msg.get_boundary()
+
+
+# -- header blocks: fields found one after the other against one match of the whole block --
+
+_WHOLE_BLOCK = re.compile(f"(?:{_FIELD_SOURCE})+")
+_HEADER_PIECES = [
+    "Subject", "X-A", ":", ": ", " ", "\t", "\n", "\r\n", "\n ", "\n\t", "value", "a:b",
+    "From ", ">", "é", "\udce9", "\x7f", "=?utf-8?q?x?=",
+]  # fmt: skip
+
+
+@settings(max_examples=800)
+@given(st.lists(st.sampled_from(_HEADER_PIECES), max_size=16).map("".join), st.integers(0, 3))
+def test_header_fields_tile_exactly_when_the_block_matches(block: str, start: int) -> None:
+    text = "x" * start + block
+    whole = _WHOLE_BLOCK.fullmatch(text, start, len(text))
+    fields = _header_fields(text, start, len(text))
+    assert (fields is not None) == (whole is not None)
+    if fields is not None:
+        assert fields == _FIELD.findall(text, start, len(text))
