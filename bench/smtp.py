@@ -17,11 +17,16 @@ the machine used meanwhile (other load on a small machine skews the figures), an
 that every message answered 250 is in the database once. BENCH_VERBOSE=1 makes the servers
 log each message (-v).
 
-What limits claimdesk here is CPU: about 2.2 ms per message across its processes (the
-serving process ~0.6, of which aiosmtpd's own work ~0.35; a store worker ~1.6: parse,
-language, fields, routing, the savepoint and the group's commit) against ~0.35 ms for the
-bare server. On a 2-core machine one serving process already keeps both cores busy (it and
-its store workers), so `--workers 2` adds processes, not cores.
+What limits claimdesk here is CPU and the serial write turn. Per message, across all its
+processes, about 1.2-1.3 ms: the serving process ~0.28 (aiosmtpd's own work ~0.25, as in
+the bare server), a store worker ~0.9 (analysis ~0.27, staging the rows ~0.13, the write
+turn ~0.22 standalone; the rest is switching between processes on 2 cores, IPC, and the
+smaller batches of several workers), against ~0.25 ms for the bare server, plus ~0.1 ms
+for the client. SQLite lets one writer in at a time, so the turn (statements, COMMIT,
+fsync) is serial: with 10 connections it is held most of the run, and any preemption of
+its holder stretches it. On this 2-core machine one serving process with 2 store workers
+keeps both cores ~80% busy; `--workers 2` (each with one store worker) does about as much
+CPU per message and balances it a little better.
 """
 
 from __future__ import annotations
