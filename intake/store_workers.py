@@ -79,6 +79,7 @@ class _Worker:
     writer: asyncio.StreamWriter
     started: float
     pending: dict[int, asyncio.Future[Disposition]] = field(default_factory=dict)
+    outgoing: list[bytes] = field(default_factory=list)  # frames not written yet (_send)
 
 
 class StoreWorkers:
@@ -139,12 +140,9 @@ class StoreWorkers:
         future: asyncio.Future[Disposition] = asyncio.get_running_loop().create_future()
         worker.pending[request] = future
         payload = pickle.dumps((request, raw, now), protocol=pickle.HIGHEST_PROTOCOL)
-        try:
-            worker.writer.write(_HEADER.pack(len(payload)) + payload)
-            await worker.writer.drain()
-        except (ConnectionError, RuntimeError) as exc:
-            worker.pending.pop(request, None)
-            raise WorkerLost(str(exc)) from exc
+        if not worker.outgoing:
+            asyncio.get_running_loop().call_soon(self._send, worker)
+        worker.outgoing.append(_HEADER.pack(len(payload)) + payload)
         result = await future
         if isinstance(result, NotKept):
             raise result
@@ -162,6 +160,20 @@ class StoreWorkers:
         for worker in workers:
             await loop.run_in_executor(None, _join, worker.process)
         self._live.clear()
+
+    def _send(self, worker: _Worker) -> None:
+        """Write the frames queued for `worker` in this turn of the event loop in one send:
+        messages whose DATA ended together cost one write here and wake the worker once.
+        No drain: what is queued is bounded by the open transactions (one per connection).
+        A worker that went away fails what it held through `_answers` -> `_lost`."""
+        data = b"".join(worker.outgoing)
+        worker.outgoing.clear()
+        if worker.writer.is_closing():
+            return
+        try:
+            worker.writer.write(data)
+        except (ConnectionError, RuntimeError):
+            worker.writer.close()  # _answers sees the end of input and fails the pending
 
     # -- starting, reading answers, restarting ------------------------------------------------
 
