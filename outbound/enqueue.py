@@ -206,7 +206,7 @@ def prerender_reply(
     try:
         ref = REF_PLACEHOLDER
         context = _context(settings, templates, ticket, ref, kind, target, requests, None)
-        text, html = templates.render(kind, context)
+        text, html = templates.render_shared(kind, context)
         recipient = usable_address(target.address)
     except (TemplateProblem, ComposeError):
         return None

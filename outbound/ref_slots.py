@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from jinja2 import Environment, TemplateError, meta, nodes
 
@@ -182,3 +183,98 @@ def _passes_through(parents: tuple[nodes.Node, ...]) -> None:
     for parent in parents:
         if not isinstance(parent, _PASS_THROUGH):
             raise _NotPlain(f"inside {type(parent).__name__}")
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """How a render of templates `roots` reads its context (`value_slots()`).
+
+    - `slots`: names only printed as they are (no filter, nothing capturing the output) or
+      tested bare by `{% if %}`: a render with a placeholder for a non-empty text, the
+      placeholder then replaced by the text (HTML-escaped where `escaped`), is the render
+      with the text.
+    - `attrs`: names read only as `name.attr`, with the attributes read.
+    - `whole`: names read any other way.
+    Names the templates never read are in none of them."""
+
+    slots: tuple[str, ...]
+    attrs: tuple[tuple[str, tuple[str, ...]], ...]
+    whole: tuple[str, ...]
+    escaped: tuple[bool, ...]
+
+
+def value_slots(env: Environment, roots: tuple[str, ...], names: Iterable[str]) -> SlotPlan | None:
+    """The `SlotPlan` of rendering each of `roots` with a context of `names`; None when the
+    templates do what the plan cannot follow: capture or re-escape output (`{% autoescape %}`,
+    a block or include inside a filter), mix escaped and plain templates in one render, bind a
+    context name themselves, import with context, or ask for randomness."""
+    context = frozenset(names)
+    modes: dict[str, set[str]] = {}
+    attrs: dict[str, set[str]] = {}
+    try:
+        escaped = tuple(_escaping(env, root) for root in roots)
+        for name in set(_reachable(env, roots)):
+            for node, parents in _walk(_parse(env, name), ()):
+                if not _followable(node, parents, context):
+                    return None
+                if isinstance(node, nodes.Name) and node.name in context:
+                    modes.setdefault(node.name, set()).add(_read(node, parents, attrs))
+    except (_NotPlain, TemplateError):
+        return None
+    slots = tuple(n for n, m in modes.items() if m == {"slot"})
+    only_attrs = tuple((n, tuple(sorted(attrs[n]))) for n, m in modes.items() if m == {"attr"})
+    whole = tuple(n for n, m in modes.items() if n not in slots and m != {"attr"})
+    return SlotPlan(slots, only_attrs, whole, escaped)
+
+
+def _followable(node: nodes.Node, parents: tuple[nodes.Node, ...], context: frozenset[str]) -> bool:
+    if isinstance(node, nodes.EvalContextModifier):
+        return False
+    if isinstance(node, (nodes.Import, nodes.FromImport)):
+        return not node.with_context
+    if isinstance(node, (nodes.Include, nodes.Block, nodes.Extends)):
+        return all(isinstance(p, _PASS_THROUGH) for p in parents)
+    if isinstance(node, nodes.Filter):
+        return node.name != "random"
+    if isinstance(node, nodes.Name):
+        if node.name in ("lipsum", "self", "super", "caller"):
+            return False
+        return node.ctx == "load" or node.name not in context
+    return True
+
+
+def _read(name: nodes.Name, parents: tuple[nodes.Node, ...], attrs: dict[str, set[str]]) -> str:
+    parent = parents[-1]
+    if isinstance(parent, nodes.Getattr) and parent.node is name and not hasattr(dict, parent.attr):
+        attrs.setdefault(name.name, set()).add(parent.attr)
+        return "attr"
+    if isinstance(parent, nodes.If) and parent.test is name:
+        return "slot"
+    printed = isinstance(parent, nodes.Output) and any(n is name for n in parent.nodes)
+    if printed and all(isinstance(p, _PASS_THROUGH) for p in parents):
+        return "slot"
+    return "whole"
+
+
+def _escaping(env: Environment, root: str) -> bool:
+    """Whether every template whose text a render of `root` prints (itself, what it extends
+    and includes) escapes what it prints; raises _NotPlain when they differ."""
+    found: set[bool] = set()
+    seen: set[str] = set()
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        auto = env.autoescape
+        found.add(bool(auto(name) if callable(auto) else auto))
+        for node in _parse(env, name).find_all((nodes.Include, nodes.Extends)):
+            if not isinstance(node.template, nodes.Const) or not isinstance(
+                node.template.value, str
+            ):
+                raise _NotPlain("dynamic include")
+            todo.append(node.template.value)
+    if len(found) != 1:
+        raise _NotPlain("escaped and plain templates in one render")
+    return found.pop()

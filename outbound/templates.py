@@ -13,6 +13,7 @@ template that names something the caller did not pass fails loudly instead of ma
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime
@@ -34,10 +35,14 @@ from jinja2 import (
 from markupsafe import Markup, escape
 
 import config
-from outbound.ref_slots import ref_is_plain
+from outbound.ref_slots import SlotPlan, ref_is_plain, value_slots
 
 BUILTIN_DIR = Path(config.__file__).parent / "templates"
 LANGUAGE_DIR = "language"
+# Renders `render_shared()` keeps, their inputs apart from the slots as the key: one per queue
+# and set of requests in practice; emptied when full (a sender's file names are in the key).
+SHARED_RENDERS = 512
+_SLOT = "CDslot" + secrets.token_hex(12)  # hex: unchanged by escaping; no sender can guess it
 
 
 class TemplateProblem(Exception):
@@ -108,6 +113,8 @@ class Templates:
         self._templates: dict[str, Template] = {}
         self._present: dict[str, bool] = {}
         self._ref_plain: dict[tuple[str, ...], bool] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], SlotPlan | None] = {}
+        self._shared: dict[tuple[Any, ...], tuple[str, str | None]] = {}
         self.env.filters["desk_time"] = self.desk_time
         self.env.filters["one_line"] = one_line
         self.env.filters["paragraphs"] = _paragraphs
@@ -136,6 +143,45 @@ class Templates:
         text = self._render(f"{kind}.txt.j2", context)
         html_name = f"{kind}.html.j2"
         return text, self._render(html_name, context) if self.has(html_name) else None
+
+    def render_shared(self, kind: str, context: Mapping[str, Any]) -> tuple[str, str | None]:
+        """`render(kind, context)`, from an earlier render that differed only in the texts the
+        templates print as they are (`SlotPlan.slots`): the reply most messages get is
+        the same but for the buyer's name, subject and the due date. Raises TemplateProblem."""
+        plan_key = (kind, tuple(context))
+        plan = self._plans.get(plan_key, False)
+        if plan is False:
+            plan = self._plans[plan_key] = self._plan(kind, plan_key[1])
+        if plan is None:
+            return self.render(kind, context)
+        try:
+            key, fills = _shared_key(kind, plan, context)
+        except _Unkeyed:
+            return self.render(kind, context)
+        shared = self._shared.get(key)
+        if shared is None:
+            slotted = dict(context)
+            for name, slot, _ in fills:
+                slotted[name] = slot
+            shared = self.render(kind, slotted)
+            if len(self._shared) >= SHARED_RENDERS:
+                self._shared.clear()
+            self._shared[key] = shared
+        text, html = shared
+        for _, slot, value in fills:
+            text = text.replace(slot, value)
+            if html is not None:
+                html = html.replace(slot, escape(value) if plan.escaped[1] else value)
+        return text, html
+
+    def _plan(self, kind: str, names: tuple[str, ...]) -> SlotPlan | None:
+        roots = (f"{kind}.txt.j2", f"{kind}.html.j2")
+        if not self.has(roots[1]):
+            roots = roots[:1]
+        plan = value_slots(self.env, roots, names)
+        if plan is None or plan.whole or plan.escaped[0]:
+            return None
+        return plan
 
     def translation(self, code: str, context: Mapping[str, Any]) -> tuple[str, str] | None:
         """(code used, text) of the language request in language `code`, or None when no
@@ -190,6 +236,47 @@ class Templates:
             raise TemplateProblem(f"no template {exc.name} for this reply kind") from exc
         except Exception as exc:  # rendering is pure: whatever fails is the template's fault
             raise TemplateProblem(f"template {name}: {type(exc).__name__}: {exc}") from exc
+
+
+class _Unkeyed(Exception):
+    """A context value that cannot be part of a `render_shared()` key."""
+
+
+def _shared_key(
+    kind: str, plan: SlotPlan, context: Mapping[str, Any]
+) -> tuple[tuple[Any, ...], list[tuple[str, str, str]]]:
+    """The key of this render among `render_shared()`'s, and the (name, slot, text) to fill."""
+    key: list[Any] = [kind]
+    fills: list[tuple[str, str, str]] = []
+    for name in plan.slots:
+        value = context.get(name)
+        if type(value) is str and value:
+            fills.append((name, f"{_SLOT}{len(fills)}x", value))
+            key.append(True)  # a non-empty text: its render is the same
+        else:
+            key.append(_frozen(value))
+    for name, attrs in plan.attrs:
+        value = context.get(name)
+        if type(value) is not Values:
+            raise _Unkeyed(name)
+        for attr in attrs:
+            part = value.get(attr, _Unkeyed)
+            key.append(part if type(part) is str else _frozen(part))
+    return tuple(key), fills
+
+
+def _frozen(value: Any) -> Any:
+    """`value` as a hashable key part that tells apart what prints differently (`1`, `True`)."""
+    kind = type(value)
+    if kind is str or value is None or value is _Unkeyed:
+        return value
+    if kind in (int, float, bool):
+        return (kind, value)
+    if kind in (list, tuple):
+        return (kind, tuple(_frozen(v) for v in value))
+    if kind is Values or kind is dict:
+        return (kind, tuple((k, _frozen(v)) for k, v in value.items()))
+    raise _Unkeyed(kind.__name__)
 
 
 @lru_cache(maxsize=8)
