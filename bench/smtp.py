@@ -18,10 +18,10 @@ that every message answered 250 is in the database once. BENCH_VERBOSE=1 makes t
 log each message (-v).
 
 What limits claimdesk here is CPU and the serial write turn. Per message, across all its
-processes, about 1.2-1.3 ms: the serving process ~0.28 (aiosmtpd's own work ~0.25, as in
-the bare server), a store worker ~0.9 (analysis ~0.27, staging the rows ~0.13, the write
-turn ~0.22 standalone; the rest is switching between processes on 2 cores, IPC, and the
-smaller batches of several workers), against ~0.25 ms for the bare server, plus ~0.1 ms
+processes, about 1.1-1.4 ms: the serving process(es) ~0.3 (aiosmtpd's own work ~0.25, as
+in the bare server), the store workers ~0.85 (analysis ~0.27, staging the rows ~0.07, the
+write turn ~0.22 standalone; in the server each costs a third more: switching between
+processes on 2 cores cools the caches), against ~0.25 ms for the bare server, plus ~0.1 ms
 for the client. SQLite lets one writer in at a time, so the turn (statements, COMMIT,
 fsync) is serial: with 10 connections it is held most of the run, and any preemption of
 its holder stretches it. On this 2-core machine one serving process with 2 store workers
