@@ -14,8 +14,9 @@ thread per connection, a round trip per command). Prints messages/s, the ratio t
 server, the server's CPU per message (all its processes; "of it below": the store workers,
 or for --workers the serving processes and theirs), the client's, and the CPU the rest of
 the machine used meanwhile (other load on a small machine skews the figures), and checks
-that every message answered 250 is in the database once. BENCH_VERBOSE=1 makes the servers
-log each message (-v).
+that every message answered 250 is in the database once. With `--repeat N` it ends with
+each target's median, min and max ratio, each run's ratio taken to the bare server of that
+run. BENCH_VERBOSE=1 makes the servers log each message (-v).
 
 What limits claimdesk here is CPU and the serial write turn. Per message, across all its
 processes, about 1.1-1.4 ms: the serving process(es) ~0.3 (aiosmtpd's own work ~0.25, as
@@ -40,6 +41,7 @@ import signal
 import smtplib
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -354,6 +356,20 @@ def _table(rows: Sequence[Result], bare: Result) -> None:
         )
 
 
+def _summary(ratios: dict[str, list[float]], rates: dict[str, list[float]]) -> None:
+    """Each target over the runs: the ratio of each run to the bare server of the SAME run
+    (a best-of table would pair one run's claimdesk with another run's bare server)."""
+    runs = len(next(iter(ratios.values())))
+    print(f"over {runs} runs (ratio of each run to its own bare server):")
+    for name, values in ratios.items():
+        if name == "bare aiosmtpd":
+            continue
+        print(
+            f"{name:<30} msg/s median {statistics.median(rates[name]):>7.1f}   ratio median "
+            f"{statistics.median(values):.3f}, min {min(values):.3f}, max {max(values):.3f}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
@@ -370,7 +386,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="asyncio: one process, pipelined (the default, the lighter client); smtplib: a "
         "thread per connection, one command at a time",
     )
-    parser.add_argument("--repeat", type=int, default=1, help="runs; the best of each is kept")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs; then each target's median, min, max ratio"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary databases")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -386,7 +404,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{len(corpus)} messages (mean {size:.0f} bytes), {args.connections} connections, "
         f"{os.cpu_count()} CPUs, {args.client} client"
     )
-    best: dict[str, Result] = {}
+    ratios: dict[str, list[float]] = {}
+    rates: dict[str, list[float]] = {}
     for run in range(1, args.repeat + 1):
         bare = run_bare(corpus, args.connections, args.client)
         results = [
@@ -398,12 +417,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"run {run}:" if args.repeat > 1 else "")
         _table([bare, *results], bare)
         for result in (bare, *results):
-            if result.name not in best or result.rate > best[result.name].rate:
-                best[result.name] = result
+            ratios.setdefault(result.name, []).append(result.rate / bare.rate)
+            rates.setdefault(result.name, []).append(result.rate)
     if args.repeat > 1:
-        print(f"best of {args.repeat} runs:")
-        rows = list(best.values())
-        _table(rows, rows[0])
+        _summary(ratios, rates)
     print(
         "other CPU: what the rest of the machine used meanwhile; on a 2-core machine anything "
         "above a few seconds means the figures are held down by other load."
