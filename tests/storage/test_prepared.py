@@ -97,14 +97,24 @@ def test_rows_are_stored_as_execute_stores_them(engine: Engine) -> None:
         slow_message = conn.execute(
             insert(MESSAGE).returning(MESSAGE.c.id), _message(slow, "slow@x")
         ).scalar_one()
-    assert _stored(engine, TICKET, fast) == _stored(engine, TICKET, slow)
-    fast_row = _stored(engine, MESSAGE, fast_message)
-    slow_row = _stored(engine, MESSAGE, slow_message)
-    assert (fast_row.pop("ticket_id"), fast_row.pop("message_id")) == (fast, "fast@x")
-    assert (slow_row.pop("ticket_id"), slow_row.pop("message_id")) == (slow, "slow@x")
-    assert fast_row == slow_row
+    fast_row = _same_rows(engine, (fast, fast_message, "fast@x"), (slow, slow_message, "slow@x"))
     assert bytes(fast_row["raw"]) == b"\x00\xff\r\n"
     assert fast_row["received_at"] == AT and fast_row["received_at"].tzinfo == UTC
+
+
+def _same_rows(
+    engine: Engine, first: tuple[int, int, str], second: tuple[int, int, str]
+) -> dict[str, Any]:
+    """Assert that two (ticket id, message pk, Message-ID) stored the same ticket and message
+    but for their ids; returns the first message's row without them."""
+    assert _stored(engine, TICKET, first[0]) == _stored(engine, TICKET, second[0])
+    rows = []
+    for ticket_id, message_pk, message_id in (first, second):
+        row = _stored(engine, MESSAGE, message_pk)
+        assert (row.pop("ticket_id"), row.pop("message_id")) == (ticket_id, message_id)
+        rows.append(row)
+    assert rows[0] == rows[1]
+    return rows[0]
 
 
 def test_rows_bound_before_the_transaction_are_stored_as_execute_stores_them(
@@ -121,12 +131,7 @@ def test_rows_bound_before_the_transaction_are_stored_as_execute_stores_them(
         plain = repo.insert_ticket(conn, _ticket())
         bound_message = repo.insert_bound_message(conn, message, bound)
         plain_message = repo.insert_message(conn, _message(plain, "plain@x"))
-    assert _stored(engine, TICKET, bound) == _stored(engine, TICKET, plain)
-    bound_row = _stored(engine, MESSAGE, bound_message)
-    plain_row = _stored(engine, MESSAGE, plain_message)
-    assert (bound_row.pop("ticket_id"), bound_row.pop("message_id")) == (bound, "bound@x")
-    assert (plain_row.pop("ticket_id"), plain_row.pop("message_id")) == (plain, "plain@x")
-    assert bound_row == plain_row
+    _same_rows(engine, (bound, bound_message, "bound@x"), (plain, plain_message, "plain@x"))
 
 
 def test_a_row_that_cannot_be_bound_is_left_to_the_transaction(engine: Engine) -> None:
