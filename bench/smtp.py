@@ -19,15 +19,15 @@ each target's median, min and max ratio, each run's ratio taken to the bare serv
 run. BENCH_VERBOSE=1 makes the servers log each message (-v).
 
 What limits claimdesk here is CPU and the serial write turn. Per message, across all its
-processes, about 1.1-1.4 ms: the serving process(es) ~0.3 (aiosmtpd's own work ~0.25, as
-in the bare server), the store workers ~0.85 (analysis ~0.27, staging the rows ~0.07, the
-write turn ~0.22 standalone; in the server each costs a third more: switching between
-processes on 2 cores cools the caches), against ~0.25 ms for the bare server, plus ~0.1 ms
-for the client. SQLite lets one writer in at a time, so the turn (statements, COMMIT,
-fsync) is serial: with 10 connections it is held most of the run, and any preemption of
-its holder stretches it. On this 2-core machine one serving process with 2 store workers
-keeps both cores ~80% busy; `--workers 2` (each with one store worker) does about as much
-CPU per message and balances it a little better.
+processes, about 1.2-1.4 ms against ~0.27 ms for the bare server, plus ~0.1 ms for the
+client. In `--workers 2` (each serving process stores in its own thread): the SMTP side
+~0.33 (aiosmtpd's own work ~0.27, as in the bare server), analysis ~0.42 (0.30 when run
+back to back: interleaved with storing, each stage finds the caches cooler), staging the
+rows ~0.17, the write turn ~0.3 (statements and COMMIT for batches of 4-6 messages, one
+per connection in flight). SQLite lets one writer in at a time, so the turn is serial; the
+WAL's fsync is done after it (storage/wal_sync.py), so no store waits through another's
+disk flush. One serving process with 2 store processes costs more per message (each
+message crosses a socket twice, pickled, and the processes switch on 2 cores).
 """
 
 from __future__ import annotations
@@ -151,6 +151,19 @@ def wait_until_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port} after {READY_TIMEOUT:.0f} s")
+
+
+def wait_until_serving(log: Path, workers: int, proc: subprocess.Popen[bytes]) -> None:
+    """Until every serving process has logged that it serves: the first one listens while
+    the others still start, and the run must not time their start (nor give the first one
+    every connection, as a start under load would)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while log.read_bytes().count(b" serving (pid ") < workers:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before serving")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not every worker serves after {READY_TIMEOUT:.0f} s")
+        time.sleep(0.05)
 
 
 async def _reply(reader: asyncio.StreamReader) -> bytes:
@@ -294,6 +307,7 @@ def run_claimdesk(
     proc = subprocess.Popen([*command, "--workers", str(workers)], cwd=ROOT, stderr=log)
     try:
         wait_until_listening(port, proc)
+        wait_until_serving(work / "serve.log", workers, proc)
         name = f"claimdesk serve --workers {workers}"
         result = drive(name, port, corpus, connections, proc, client)
     finally:

@@ -449,7 +449,7 @@ def outbox_send(obj: Context, as_json: bool) -> None:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Processes sharing the SMTP port (SO_REUSEPORT).",
+    help="Serving processes sharing the SMTP port (the least-loaded accepts next).",
 )
 @pass_ctx
 def serve(obj: Context, workers: int) -> None:

@@ -6,10 +6,14 @@ IMAP pollers, the mailer and the scheduler; the web UI will join `_components()`
 Components stop in reverse order of starting.
 
 `--workers N` (N > 1): the parent forks N worker processes and only supervises them (it opens
-no database and starts no threads, so forking stays safe). Every worker serves SMTP on the
-same port with SO_REUSEPORT; components that must run once (scheduler, pollers, web UI) go to
-worker 0. SIGTERM/SIGINT to the parent is forwarded to the workers; a worker that dies is
-restarted, unless it failed by itself while starting (then everything stops with exit code 1).
+no database and starts no threads, so forking stays safe). It opens the one listening SMTP
+socket before forking and every worker accepts from it, the least-loaded first (fewest open
+connections, counted in shared memory: intake/smtp_balance.py). Why not SO_REUSEPORT: the
+kernel hashes the few long-lived connections of a sending MTA unevenly (2/8, 3/7), and each
+worker works on one core, so a core idled. Components that must run once (scheduler,
+pollers, web UI) go to worker 0. SIGTERM/SIGINT to the parent is forwarded to the workers;
+a worker that dies is restarted, unless it failed by itself while starting (then everything
+stops with exit code 1).
 Exit codes: 0 after a clean stop, 1 when a component failed, 2 for an unusable configuration.
 """
 
@@ -24,12 +28,15 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from types import FrameType
 from typing import Protocol
 
 from config.settings import ConfigError, Settings
 from config.wiring import Services, build_services
 from desk.log_batch import batch_stream_handlers
+from intake.smtp_balance import NOT_SERVING, ConnectionShares
+from intake.store_thread import store_processes
 from outbound.enqueue import templates_for
 from outbound.templates import TemplateProblem
 
@@ -47,8 +54,21 @@ class Component(Protocol):
     def stop(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class SharedListener:
+    """What the supervisor makes before forking and every worker inherits: the one listening
+    SMTP socket, and the table of open connections by which the workers share it out."""
+
+    sock: socket.socket
+    shares: ConnectionShares
+
+    def close(self) -> None:
+        self.sock.close()
+        self.shares.close()
+
+
 def _components(
-    settings: Settings, services: Services, worker: int, shared_port: bool
+    settings: Settings, services: Services, worker: int, shared: SharedListener | None
 ) -> list[Component]:
     """What this process runs, in starting order. `worker` is 0 in a single process; what must
     run once (IMAP pollers; later the scheduler and the web UI) goes to worker 0 only."""
@@ -64,7 +84,11 @@ def _components(
     components: list[Component] = [MailerService(services, worker_id=f"{os.getpid()}-{worker}")]
     if worker == 0 and settings.scheduler.enabled:
         components.append(SchedulerService(services))
-    components.append(SmtpIntake(settings, services, reuse_port=shared_port))
+    if shared is None:
+        components.append(SmtpIntake(settings, services))
+    else:
+        seat = shared.shares.seat(worker)
+        components.append(SmtpIntake(settings, services, sock=shared.sock, balance=seat))
     if worker == 0:
         components.append(ImapService(services))  # one thread per [[mailboxes]] entry
     return components
@@ -84,28 +108,30 @@ def run(settings: Settings, *, workers: int = 1) -> int:
     _log_levels()
     if workers > 1:
         return _supervise(_share_cores(settings, workers), workers)
-    return _serve(settings, worker=0, shared_port=False)
+    return _serve(settings, worker=0, shared=None)
 
 
 def _share_cores(settings: Settings, workers: int) -> Settings:
     """The cores are shared out among the workers' process pools, not multiplied: "one per
-    CPU" (0) becomes CPUs / workers in each worker, at least 1: analysis processes (1: no
-    pool) and store processes. Storing in the serving process's own threads measured worst
-    (one GIL for SMTP and storing, no group commit); more store processes than the share
-    measured worse too (smaller batches, more switching, more waiting for the SQLite write
-    turn): on 2 cores --workers 2 at 2 store processes each did 0.18 of bare, at 1 each 0.21,
-    the same as one serving process."""
+    CPU" (0) becomes each worker's share, CPUs / workers: analysis processes (1: no pool)
+    and store processes (intake/store_thread.py `store_processes`: with a share of one core
+    or less, a worker stores in one thread of its own, which measured best: on 2 cores
+    --workers 2 did 0.18 of bare with 2 store processes each, 0.26 with 1, and more with
+    the thread, no process switches and no pickling per message)."""
     share = max(1, (os.cpu_count() or 1) // workers)
     intake, smtp = settings.intake, settings.smtp
     if intake.analysis_processes == 0:
         intake = intake.model_copy(update={"analysis_processes": share})
     if smtp.store_processes == 0:
-        smtp = smtp.model_copy(update={"store_processes": share})
+        processes = store_processes(smtp, share)
+        update = {"store_processes": processes} if processes else {"store_in_process": True}
+        smtp = smtp.model_copy(update=update)
     return settings.model_copy(update={"intake": intake, "smtp": smtp})
 
 
-def _serve(settings: Settings, *, worker: int, shared_port: bool) -> int:
-    """One process: start every component, wait for a stop signal, stop them in reverse."""
+def _serve(settings: Settings, *, worker: int, shared: SharedListener | None) -> int:
+    """One process: start every component, wait for a stop signal, stop them in reverse.
+    `shared` is the supervisor's listening socket and balance table (`--workers`), else None."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -122,7 +148,7 @@ def _serve(settings: Settings, *, worker: int, shared_port: bool) -> int:
     try:
         # A broken reply template fails the start, not the first reply.
         templates_for(settings)
-        components = _components(settings, services, worker, shared_port)
+        components = _components(settings, services, worker, shared)
         if services.pool is not None and worker == 0 and settings.mailboxes:
             services.pool.warm()  # the pollers' batches use it; SMTP has its own workers
     except (
@@ -159,28 +185,32 @@ def _serve(settings: Settings, *, worker: int, shared_port: bool) -> int:
     return code
 
 
-def _reserve_port(settings: Settings) -> tuple[socket.socket, Settings]:
-    """Bind (without listening) the SMTP port with SO_REUSEPORT: this fails early when the
-    port is taken, resolves port 0 to a real port for every worker, and receives no
-    connections itself (the kernel only hands them to listening sockets)."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        settings.smtp.host, settings.smtp.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
-    port = sock.getsockname()[1]
-    smtp = settings.smtp.model_copy(update={"port": port})
-    return sock, settings.model_copy(update={"smtp": smtp})
+def _shared_listener(settings: Settings, workers: int) -> tuple[SharedListener, Settings]:
+    """Bind the SMTP port (non-blocking, SO_REUSEADDR) once, before forking, and make the
+    workers' table of open connections: every worker inherits both. This fails early when
+    the port is taken and resolves port 0 to one real port for every worker. The first
+    worker that serves makes it listen: until then connections are refused (the sender
+    retries), rather than queued for whichever worker comes up first to take them all.
+    Raises OSError."""
+    from intake.smtp_server import listening_socket
+
+    sock = listening_socket(settings.smtp.host, settings.smtp.port, listen=False)
+    try:
+        shares = ConnectionShares(workers)
+    except BaseException:
+        sock.close()
+        raise
+    smtp = settings.smtp.model_copy(update={"port": sock.getsockname()[1]})
+    return SharedListener(sock, shares), settings.model_copy(update={"smtp": smtp})
 
 
 class _Supervisor:
     """Forks the workers, restarts the ones that die, forwards stop signals."""
 
-    def __init__(self, settings: Settings, workers: int) -> None:
+    def __init__(self, settings: Settings, workers: int, shared: SharedListener) -> None:
         self.settings = settings
         self.workers = workers
+        self.shared = shared
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, started)
         self.stopping = False
         self.failed = False
@@ -227,6 +257,9 @@ class _Supervisor:
             if pid == 0:
                 return
             index, started = self.children.pop(pid)
+            # Its last count would make a dead worker look least-loaded: the others would
+            # leave new connections in the backlog for it (its replacement sets it again).
+            self.shared.shares.set(index, NOT_SERVING)
             code = os.waitstatus_to_exitcode(status)
             if self.stopping:
                 self.failed |= code != 0
@@ -249,7 +282,7 @@ class _Supervisor:
                 os.close(self._wake_w)
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                code = _serve(self.settings, worker=index, shared_port=True)
+                code = _serve(self.settings, worker=index, shared=self.shared)
             except BaseException:
                 log.exception("worker %d crashed", index)
             finally:
@@ -270,7 +303,7 @@ def _supervise(settings: Settings, workers: int) -> int:
         from intake.smtp_server import tls_context
 
         tls_context(settings.smtp)  # an unusable certificate is a config error, said once
-        reservation, settings = _reserve_port(settings)
+        shared, settings = _shared_listener(settings, workers)
     except ConfigError as exc:
         print(f"claimdesk: {exc}", file=sys.stderr)
         return 2
@@ -283,12 +316,12 @@ def _supervise(settings: Settings, workers: int) -> int:
         _migrate_once(settings)
     except Exception as exc:
         print(f"claimdesk: serve: cannot start: {exc}", file=sys.stderr)
-        reservation.close()
+        shared.close()
         return 1
     try:
-        return _Supervisor(settings, workers).run()
+        return _Supervisor(settings, workers, shared).run()
     finally:
-        reservation.close()
+        shared.close()  # every worker has exited: nobody accepts from it any more
 
 
 def _migrate_once(settings: Settings) -> None:

@@ -22,6 +22,7 @@ from intake import smtp_replies as replies
 from intake.process import NotKept, process
 from intake.smtp_limits import RecipientPolicy
 from intake.smtp_protocol import Guarded, Station
+from intake.store_thread import StoreThread
 from intake.store_workers import NoWorker, StoreWorkers, WorkerLost
 from intake.types import Disposition, Quarantined, RawMessage
 
@@ -53,12 +54,12 @@ class DeskHandler:
         station: Station,
         *,
         lmtp: bool = False,
-        workers: StoreWorkers | None = None,
+        store: StoreWorkers | StoreThread | None = None,
     ) -> None:
         smtp = services.settings.smtp
         self.services = services
         self.pool = pool
-        self.workers = workers
+        self.store = store
         self.station = station
         self.lmtp = lmtp
         self.max_recipients = smtp.max_recipients
@@ -150,19 +151,20 @@ class DeskHandler:
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self.pool, self._analyse_and_process, raw)
 
-    async def _in_worker(self, workers: StoreWorkers, raw: RawMessage) -> Disposition:
-        """process() in a worker process; in this process while none is up."""
+    async def _in_store(self, store: StoreWorkers | StoreThread, raw: RawMessage) -> Disposition:
+        """process() in the store (worker processes or the store thread); in this thread
+        pool while no worker process is up."""
         now = self.services.clock.now()
         try:
-            disposition = await workers.store(replace(raw, received_at=now), now)
+            disposition = await store.store(replace(raw, received_at=now), now)
         except NoWorker:
             return await self._in_this_process(raw)
         self.services.outbox_signal.set()  # committed: the mailer here sends the reply
         return disposition
 
     async def _process(self, raw: RawMessage, server: Guarded) -> tuple[str, Disposition | None]:
-        if self.workers is not None:
-            future = asyncio.ensure_future(self._in_worker(self.workers, raw))
+        if self.store is not None:
+            future = asyncio.ensure_future(self._in_store(self.store, raw))
         else:
             future = self._in_this_process(raw)
         self.station.inflight.add(future)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -66,9 +67,15 @@ class Station:
         self.inflight: set[asyncio.Future[Disposition]] = set()
         self.draining = False
         self.all_closed: asyncio.Event | None = None
+        # Called once a connection left the registry: under `serve --workers` this process
+        # publishes its lower count at once, so it gets the next connection when it is now
+        # the least-loaded one (intake/smtp_balance.py).
+        self.on_closed: Callable[[], None] | None = None
 
     def closed(self, connection: Guarded) -> None:
         self.connections.discard(connection)
+        if self.on_closed is not None:
+            self.on_closed()
         if self.draining and not self.connections and self.all_closed is not None:
             self.all_closed.set()
 

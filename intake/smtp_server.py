@@ -6,10 +6,12 @@ in a thread by `SmtpIntake` (start()/stop(), like the other `serve` components).
 - RCPT: desk addresses and addresses at `smtp.extra_domains` only, else `550 5.1.1`: never a
   relay. At most `smtp.max_recipients` per message (`452 4.5.3`).
 - DATA: the exact bytes (`envelope.original_content`, no trace header added) go to `process()`
-  in one of `smtp.store_processes` worker processes (intake/store_workers.py: one transaction
-  for the messages that arrive together), or with `smtp.store_in_process` in a pool of
-  `smtp.process_threads` threads. `250 2.0.0 Ok: <ticket> <disposition>` is sent
-  only after `process()` returned, i.e. after its commit (or the quarantine spool's fsync);
+  in one of the store worker processes (intake/store_workers.py: one transaction for the
+  messages that arrive together), or, where the serving process has a core or less to itself
+  or with `smtp.store_in_process`, in its store thread (intake/store_thread.py, the same
+  batches; `store_processes()` decides). `250 2.0.0 Ok: <ticket> <disposition>` is sent
+  only after `process()` returned, i.e. after its commit and the WAL's fsync (or the
+  quarantine spool's fsync);
   `451 4.3.0` when nothing kept the bytes; `552 5.3.4` over `smtp.max_message_bytes` (SIZE).
   LMTP answers once per accepted recipient (RFC 2033 4.2), all with the one outcome.
 - The trace a Received header would carry (peer, HELO name, protocol, envelope) is kept in the
@@ -35,8 +37,10 @@ from aiosmtpd.smtp import SMTP
 from config.settings import ConfigError, Settings, SmtpSettings
 from config.wiring import Services
 from intake import smtp_replies as replies
+from intake.smtp_balance import BalancedAcceptor, Seat
 from intake.smtp_handler import DeskHandler
 from intake.smtp_protocol import DeskLMTP, DeskSMTP, Station
+from intake.store_thread import StoreThread, store_processes
 from intake.store_workers import StoreWorkers
 
 log = logging.getLogger("intake.smtp")
@@ -61,19 +65,23 @@ def tls_context(smtp: SmtpSettings) -> ssl.SSLContext | None:
     return context
 
 
-def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """A bound, listening TCP socket; with `reuse_port` several processes may share the port
-    (SO_REUSEPORT: the kernel spreads new connections over them). Raises OSError."""
+LISTEN_BACKLOG = 256
+
+
+def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A bound, non-blocking TCP socket, listening unless `listen` is False (`serve
+    --workers`: the supervisor binds the port before forking, and the first worker that
+    serves opens it, so no connection waits in a backlog nobody takes from yet, to land
+    all on whichever worker serves first). Raises OSError."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        sock.listen(256)
+        if listen:
+            sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except OSError:
         sock.close()
@@ -86,7 +94,10 @@ class SmtpIntake:
     returns once every connection is closed and every accepted message was processed.
 
     Runs its own event loop in a daemon thread. `sock` (a listening socket) overrides
-    `smtp.host/port`; with `reuse_port` the socket it binds can be shared by other processes.
+    `smtp.host/port`. With `balance` (`serve --workers`: `sock` is then the one socket every
+    worker inherited) it accepts only while this worker holds the fewest connections
+    (intake/smtp_balance.py), instead of asyncio's accept-all server; the socket stays open
+    at stop(), it belongs to the supervisor.
     """
 
     name = "smtp"
@@ -96,24 +107,27 @@ class SmtpIntake:
         settings: Settings,
         services: Services,
         *,
-        reuse_port: bool = False,
         sock: socket.socket | None = None,
+        balance: Seat | None = None,
     ) -> None:
+        if balance is not None and sock is None:
+            raise ValueError("balance needs the listening socket the workers share")
         self.settings = settings.smtp
         self.services = services
-        self._reuse_port = reuse_port
         self._sock = sock
+        self._balance = balance
+        self._acceptor: BalancedAcceptor | None = None
         self._tls = tls_context(self.settings)  # config errors surface before start()
         self._hostname = socket.getfqdn()  # aiosmtpd would look it up once per connection
         self._station = Station(self.settings)
         self._pool = ThreadPoolExecutor(
             max_workers=self.settings.process_threads, thread_name_prefix="smtp-process"
         )
-        processes = self.settings.store_processes or (os.cpu_count() or 1)
-        in_process = self.settings.store_in_process
-        self._workers = None if in_process else StoreWorkers(settings, processes)
+        processes = store_processes(self.settings, os.cpu_count() or 1)
+        self._workers = StoreWorkers(settings, processes) if processes else None
+        self._store: StoreWorkers | StoreThread = self._workers or StoreThread(services)
         self._handler = DeskHandler(
-            services, self._pool, self._station, lmtp=self.settings.lmtp, workers=self._workers
+            services, self._pool, self._station, lmtp=self.settings.lmtp, store=self._store
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
@@ -122,8 +136,13 @@ class SmtpIntake:
         self._failure: BaseException | None = None
 
     @property
+    def store(self) -> StoreWorkers | StoreThread:
+        """What stores the messages: the store worker processes, or a thread of this one."""
+        return self._store
+
+    @property
     def workers(self) -> StoreWorkers | None:
-        """The store worker processes, or None when process() runs in this process."""
+        """The store worker processes, or None when a thread of this process stores."""
         return self._workers
 
     @property
@@ -138,7 +157,7 @@ class SmtpIntake:
         if self._sock is None:
             host, port = self.settings.host, self.settings.port
             try:
-                self._sock = listening_socket(host, port, reuse_port=self._reuse_port)
+                self._sock = listening_socket(host, port)
             except OSError as exc:
                 raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         self._thread = threading.Thread(target=self._run, name="smtp-intake", daemon=True)
@@ -192,11 +211,8 @@ class SmtpIntake:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            if self._workers is not None:
-                loop.run_until_complete(self._workers.start())
-            self._server = loop.run_until_complete(
-                loop.create_server(self._protocol, sock=self._sock)
-            )
+            loop.run_until_complete(self._store.start())
+            self._start_accepting(loop)
         except BaseException as exc:  # reported to start()'s caller
             self._failure = exc
             self._started.set()
@@ -209,12 +225,34 @@ class SmtpIntake:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
+    def _start_accepting(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._sock is not None
+        if self._balance is None:
+            self._server = loop.run_until_complete(
+                loop.create_server(self._protocol, sock=self._sock)
+            )
+            return
+        # `serve --workers`: least-connections instead of whoever wakes first, so the few
+        # long-lived connections of a sending MTA keep every worker's core busy. The shared
+        # socket is only bound until a worker serves (listen() again changes nothing).
+        self._sock.listen(LISTEN_BACKLOG)
+        self._acceptor = BalancedAcceptor(
+            loop, self._sock, self._protocol, self._balance, self._station.connections
+        )
+        self._station.on_closed = self._acceptor.recount
+        self._acceptor.start()
+
+    async def _stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._acceptor is not None:
+            await self._acceptor.close()  # the other workers take new connections from now
+
     async def _drain(self, grace: float) -> None:
         station = self._station
         station.draining = True
         station.all_closed = asyncio.Event()
-        assert self._server is not None
-        self._server.close()  # no new connections from here on
+        await self._stop_accepting()  # no new connections from here on
         for connection in list(station.connections):
             if not connection.in_transaction:
                 connection.close_with(replies.SHUTTING_DOWN)
@@ -233,6 +271,6 @@ class SmtpIntake:
         # Messages whose sender vanished are still being stored: they finish, too.
         if station.inflight:
             await asyncio.gather(*list(station.inflight), return_exceptions=True)
-        if self._workers is not None:
-            await self._workers.close()
-        await self._server.wait_closed()
+        await self._store.close()
+        if self._server is not None:
+            await self._server.wait_closed()

@@ -5,12 +5,12 @@ Why: parsing, the language check and the transaction are CPU-bound Python. In th
 process they would share one GIL with aiosmtpd's event loop, and threads only add switching;
 so each message goes, pickled and length-framed over a socketpair, to one of a few worker
 processes, which run the pure stages and then ONE transaction for every message that queued
-up meanwhile (group commit: one durable COMMIT for the lot, each message in its own
-SAVEPOINT, `process_batch()`). A worker answers only after that COMMIT, so the edge's 250
-still means "committed". A worker that dies fails the messages it held with NotKept (the
-edge answers 451 and the sender retries; one that was committed just before the death is
-then a Duplicate, never a second ticket) and is replaced; while no worker is up, the edge
-stores in its own process.
+up meanwhile (group commit: one COMMIT for the lot, each message in its own SAVEPOINT,
+`process_batch()`). A worker answers only after that COMMIT and an fsync of the WAL
+(`store_batch`), so the edge's 250 still means "committed, durably". A worker that dies
+fails the messages it held with NotKept (the edge answers 451 and the sender retries; one
+that was committed just before the death is then a Duplicate, never a second ticket) and
+is replaced; while no worker is up, the edge stores in its own process.
 
 A worker never idles while another holds the SQLite write turn: it analyses the messages
 that arrived meanwhile and stores them with its batch (bigger batches, fewer commits).
@@ -42,16 +42,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 
 from config.settings import Settings
-from intake.types import Disposition, RawMessage
+from intake.types import Disposition, Quarantined, RawMessage
+from storage.engine import make_engine
+from storage.wal_sync import WalSync
 
 if TYPE_CHECKING:
-    from intake.process import Prepared
+    from config.wiring import Services
+    from intake.process import NotKept, Prepared
+
+_In = TypeVar("_In")
+_Held = TypeVar("_Held")
 
 log = logging.getLogger("intake.smtp")
 
@@ -408,32 +414,65 @@ def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
-def _gather(
-    channel: _Channel,
-    first: bytes,
-    analyse: Callable[[bytes], tuple[int, Prepared]],
+class Arrivals(Protocol[_In]):
+    """Where a store's messages arrive: a worker's socket, the store thread's inbox."""
+
+    def receive(self, *, wait: bool) -> _In | None:
+        """The next arrival; None at the end of input or (wait=False) when none is there."""
+
+    def readable(self) -> bool:
+        """An arrival is waiting: receive() would not block for long."""
+
+
+def gather(
+    arrivals: Arrivals[_In],
+    first: _In,
+    analyse: Callable[[_In], _Held],
     turns: WriterTurns,
-) -> list[tuple[int, Prepared]]:
+) -> list[_Held]:
     """The batch for one transaction, returned with the write turn taken: `first` and what
-    queued behind it, each analysed as it is read. While another worker holds the turn, the
+    queued behind it, each analysed as it is read. While another store holds the turn, the
     messages that arrive meanwhile are analysed and join the batch instead of waiting for
     the next one; the turn is waited for only when there is nothing else to do."""
     held = [analyse(first)]
     while True:
-        while len(held) < BATCH_LIMIT and (more := channel.receive(wait=False)) is not None:
+        while len(held) < BATCH_LIMIT and (more := arrivals.receive(wait=False)) is not None:
             held.append(analyse(more))
         if turns.take(wait=False):
             return held
-        if len(held) >= BATCH_LIMIT or not channel.readable():
+        if len(held) >= BATCH_LIMIT or not arrivals.readable():
             turns.take(wait=True)
             return held
+
+
+def store_batch(
+    batch: list[Prepared], services: Services, turns: WriterTurns, wal: WalSync
+) -> list[Disposition | NotKept]:
+    """`process_batch()` of `batch` (the turn already taken, see gather), the turn released
+    as soon as it committed, then the WAL fsynced (`make_engine(deferred_sync=True)`): the
+    results may be told. A commit that could not be made durable is not acknowledged:
+    its messages become NotKept (451, the sender retries and finds a Duplicate at worst);
+    a quarantined message stays kept (the spool syncs its own files)."""
+    from intake.process import NotKept, process_batch
+
+    try:
+        results = process_batch(batch, services)
+    finally:
+        turns.release()
+    try:
+        wal.sync()
+    except OSError as exc:
+        log.critical("batch of %d: the WAL could not be synced: %s; answering 451", len(batch), exc)
+        why = f"the commit could not be made durable: {exc}"
+        return [r if isinstance(r, (NotKept, Quarantined)) else NotKept(why) for r in results]
+    return results
 
 
 def _worker_main(sock: socket.socket, settings: Settings, parent: int, level: int) -> None:
     """A worker: build the services, say ready, then store batches until the end of input."""
     from config.wiring import build_services
     from intake.analyse import exit_with_parent
-    from intake.process import NotKept, Prepared, process_batch, stage
+    from intake.process import NotKept, Prepared, stage
 
     def analyse(frame: bytes) -> tuple[int, Prepared]:
         request, raw, now = pickle.loads(frame)
@@ -447,20 +486,19 @@ def _worker_main(sock: socket.socket, settings: Settings, parent: int, level: in
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     exit_with_parent(parent)
-    services = build_services(settings, migrate=False)
+    engine = make_engine(settings.database.url, deferred_sync=True)
+    services = build_services(settings, engine=engine, migrate=False)
     analyser = services.analyser
     assert analyser is not None
     turns = WriterTurns(settings.database.url)
-    checkpoints = WalCheckpoints(services.engine)
+    wal = WalSync(engine)
+    checkpoints = WalCheckpoints(engine)
     channel = _Channel(sock)
     channel.send([(_READY, None, "", 0)])
     try:
         while (first := channel.receive(wait=True)) is not None:
-            held = _gather(channel, first, analyse, turns)
-            try:
-                results = process_batch([prepared for _, prepared in held], services)
-            finally:
-                turns.release()
+            held = gather(channel, first, analyse, turns)
+            results = store_batch([prepared for _, prepared in held], services, turns, wal)
             size = len(held)
             channel.send(
                 [

@@ -3,7 +3,9 @@
 SQLite runs in WAL mode (readers never block the writer), with foreign keys enforced, a busy
 timeout so several processes (`serve --workers N`, a CLI command next to the server) wait for
 each other instead of failing, and `synchronous=FULL` so a commit that preceded an SMTP 250 is
-on disk even after a power cut.
+on disk even after a power cut. The intake's store engines (`deferred_sync=True`) commit with
+`synchronous=NORMAL` instead and make their commits durable themselves, with one fsync of the
+WAL outside the write turn before anything is acknowledged (storage/wal_sync.py).
 """
 
 from __future__ import annotations
@@ -30,12 +32,23 @@ def normalise_url(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    _sqlite_setup(dbapi_connection, "FULL")
+
+
+def _sqlite_pragmas_deferred_sync(dbapi_connection: Any, _record: Any) -> None:
+    # NORMAL in WAL mode: a COMMIT writes its frames to the WAL without an fsync (SQLite
+    # still syncs the WAL before every checkpoint and the database after it). The caller
+    # fsyncs the WAL before it tells anyone (WalSync), outside the write turn.
+    _sqlite_setup(dbapi_connection, "NORMAL")
+
+
+def _sqlite_setup(dbapi_connection: Any, synchronous: str) -> None:
     # pysqlite's own BEGIN handling breaks SAVEPOINTs; we issue BEGIN ourselves below.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
     # A batch stores each message in a SAVEPOINT (intake/process.py), and SQLite keeps the
     # first image of every page a savepoint changes in a sub-journal. With temporary files
@@ -74,8 +87,13 @@ def _plain_savepoints(dialect: Dialect) -> None:
     dialect.do_rollback_to_savepoint = _rollback_to_savepoint  # type: ignore[method-assign]
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url` with claimdesk's connection settings applied."""
+def make_engine(url: str, *, deferred_sync: bool = False) -> Engine:
+    """An engine for `url` with claimdesk's connection settings applied.
+
+    `deferred_sync`: on a SQLite file, COMMIT does not fsync; whoever commits must call
+    `WalSync(engine).sync()` before saying that anything is kept (the intake's store
+    engines: the fsync then happens outside the write turn every store waits for, and one
+    fsync covers every transaction committed before it). No effect on other databases."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         memory = url in ("sqlite://", "sqlite:///:memory:")
@@ -84,7 +102,8 @@ def make_engine(url: str) -> Engine:
             connect_args={"check_same_thread": False},
             poolclass=StaticPool if memory else None,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        pragmas = _sqlite_pragmas_deferred_sync if deferred_sync else _sqlite_pragmas
+        event.listen(engine, "connect", pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from config.wiring import Services
 from intake.smtp_server import SmtpIntake
+from intake.store_thread import StoreThread
 from storage import repo
 from storage.models import MESSAGE, ticket_id_from_ref
 from tests.conftest import service_missing
@@ -257,13 +258,19 @@ def serve(make_services: Callable[..., Services], sqlite_url: str) -> Iterator[S
 class Outage:
     """Takes the database away and brings it back (the real thing: no patched ORM)."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, server: SmtpIntake | None = None) -> None:
         self.services = services
+        # The store thread's own engine (intake/store_thread.py) holds connections too.
+        store = server.store if server is not None else None
+        self._engines = [services.engine]
+        if isinstance(store, StoreThread) and store.engine is not services.engine:
+            self._engines.append(store.engine)
 
     def database_down(self) -> None:
         engine = self.services.engine
         if engine.dialect.name == "sqlite":
-            engine.dispose()  # pooled connections would keep the old file open
+            for each in self._engines:
+                each.dispose()  # pooled connections would keep the old file open
             path = Path(engine.url.database or "")
             for suffix in ("", "-wal", "-shm"):
                 moved = Path(f"{path}{suffix}")
@@ -288,7 +295,8 @@ class Outage:
                     moved.rename(f"{path}{suffix}")
         else:
             self._pg(f'ALTER DATABASE "{engine.url.database}" ALLOW_CONNECTIONS true')
-        engine.dispose()
+        for each in self._engines:
+            each.dispose()
 
     def spool_down(self) -> None:
         spool = self.services.spool.directory

@@ -1,5 +1,6 @@
 """`claimdesk serve` as a real process: SIGTERM finishes what is in flight and exits 0, a
-SIGKILL loses nothing that was acknowledged, `--workers` shares the port and supervises.
+SIGKILL loses nothing that was acknowledged, `--workers` shares the port and supervises, and
+shares connections out evenly (least-connections, not the kernel's hash).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,47 @@ def test_sigkill_and_restart_lose_nothing_acknowledged(served: Served) -> None:
     assert sum(counts.values()) == len(ids)
 
 
+def peers(pid: int, port: int) -> set[int]:
+    """The client ports of the TCP connections to `port` that process `pid` holds open, read
+    from /proc: the process's socket inodes matched against the kernel's TCP table."""
+    inodes: set[str] = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    held: set[int] = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if int(local.split(":")[1], 16) == port and state != "0A" and inode in inodes:  # 0A: LISTEN
+            held.add(int(remote.split(":")[1], 16))
+    return held
+
+
+def until(condition: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    """Polls another process's state (no event of ours to wait on) until `condition()`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not after {seconds:.0f} s"
+        time.sleep(0.02)
+
+
+def greeted(port: int) -> socket.socket:
+    """A connection that got its 220 and its answer to EHLO."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert read_replies(client, 1)[0].startswith("220")
+    client.sendall(b"EHLO client.example\r\n")
+    assert read_replies(client, 1)[0].startswith("250")
+    return client
+
+
+def local_port(client: socket.socket) -> int:
+    return int(client.getsockname()[1])
+
+
 def test_workers_share_the_port_are_supervised_and_stop_on_sigterm(served: Served) -> None:
     served.workers = 2
     served.start()
@@ -129,6 +171,8 @@ def test_workers_share_the_port_are_supervised_and_stop_on_sigterm(served: Serve
         time.sleep(0.05)
     workers = served.children()
     assert len(workers) == 2
+    # Both serve before one is killed: else its buffered "listening" line may die with it.
+    until(lambda: served.log.read_text().count("listening on 127.0.0.1") == 2, "both listen")
     messages = [crlf(claim(subject=f"Parcel {i}")) for i in range(8)]
     for data in messages:
         with smtplib.SMTP("127.0.0.1", served.port, timeout=10) as client:
@@ -151,6 +195,48 @@ def test_workers_share_the_port_are_supervised_and_stop_on_sigterm(served: Serve
 
     assert served.terminate() == 0
     assert sum(served.message_counts().values()) == 9
+
+
+def test_workers_take_connections_least_loaded_first_even_after_one_is_killed(
+    served: Served,
+) -> None:
+    """Ten long-lived connections opened at once split 5/5 over two workers. A worker killed
+    while holding the fewest does not look least-loaded once dead: the survivor serves the
+    next connection at once; the replacement, holding none, takes the ones after."""
+    served.workers = 2
+    served.start()
+    until(lambda: served.log.read_text().count("listening on 127.0.0.1") == 2, "both listen")
+    victim, survivor = workers = served.children()
+    until(lambda: not peers(victim, served.port) | peers(survivor, served.port), "probes closed")
+
+    clients = [socket.create_connection(("127.0.0.1", served.port), timeout=10) for _ in range(10)]
+    for client in clients:
+        assert read_replies(client, 1)[0].startswith("220")
+        client.sendall(b"EHLO client.example\r\n")
+        assert read_replies(client, 1)[0].startswith("250")
+    assert {pid: len(peers(pid, served.port)) for pid in workers} == {victim: 5, survivor: 5}
+
+    # The victim dies holding 2, the survivor 5: its last count must not keep it "least-loaded".
+    victims = [c for c in clients if local_port(c) in peers(victim, served.port)]
+    for client in victims[:3]:
+        client.close()
+    until(lambda: len(peers(victim, served.port)) == 2, "the victim holds 2")
+    os.kill(victim, signal.SIGKILL)
+    until(lambda: victim not in served.children(), "the victim reaped")
+    late = greeted(served.port)  # long before the replacement serves (it takes a second)
+    assert local_port(late) in peers(survivor, served.port)
+
+    until(lambda: served.log.read_text().count("listening on 127.0.0.1") == 3, "replaced")
+    [replacement] = set(served.children()) - {survivor}
+    after = [greeted(served.port) for _ in range(4)]  # the survivor holds 6, the replacement 0
+    assert {local_port(c) for c in after} == peers(replacement, served.port)
+    for client in [*clients, late, *after]:
+        client.close()
+
+    with smtplib.SMTP("127.0.0.1", served.port, timeout=10) as client:
+        client.sendmail(BUYER, [DISPUTES], crlf(claim(subject="After the restart")))
+    assert served.terminate() == 0
+    assert sum(served.message_counts().values()) == 1
 
 
 def test_unusable_tls_configuration_exits_2_naming_the_key(served: Served) -> None:

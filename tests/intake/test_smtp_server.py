@@ -363,7 +363,7 @@ def test_database_outage_quarantines_then_451_then_release_makes_the_ticket(
     from desk.cli import cli
 
     running = serve(db_url)
-    outage = Outage(running.services)
+    outage = Outage(running.services, running.server)
     kept, quarantined, refused = (crlf(claim(subject=s)) for s in ("kept", "aside", "refused"))
 
     def deliver(data: bytes) -> tuple[int, bytes]:
