@@ -93,11 +93,11 @@ class SmtpIntake:
     """The SMTP/LMTP server as a `serve` component: start() returns once it listens, stop()
     returns once every connection is closed and every accepted message was processed.
 
-    Runs its own event loop in a daemon thread. `sock` (a listening socket) overrides
-    `smtp.host/port`. With `balance` (`serve --workers`: `sock` is then the one socket every
-    worker inherited) it accepts only while this worker holds the fewest connections
-    (intake/smtp_balance.py), instead of asyncio's accept-all server; the socket stays open
-    at stop(), it belongs to the supervisor.
+    Runs its own event loop in a daemon thread. `sock` (a bound socket; it listens once this
+    serves) overrides `smtp.host/port`. With `balance` (`serve --workers`: `sock` is then the
+    one socket every worker inherited) it accepts only while this worker holds the fewest
+    connections (intake/smtp_balance.py), instead of asyncio's accept-all server; the socket
+    stays open at stop(), it belongs to the supervisor.
     """
 
     name = "smtp"
