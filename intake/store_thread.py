@@ -31,7 +31,7 @@ from config.wiring import Services
 from intake.process import NotKept, Prepared, stage
 from intake.store_workers import WalCheckpoints, WriterTurns, gather, store_batch
 from intake.types import Disposition, RawMessage
-from storage.engine import make_engine
+from storage.engine import make_engine, sqlite_file
 from storage.wal_sync import WalSync
 
 log = logging.getLogger("intake.smtp")
@@ -90,8 +90,7 @@ class StoreThread:
     `store()` is called on the edge's event loop; start() must have been awaited on it."""
 
     def __init__(self, services: Services) -> None:
-        url = services.engine.url
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if sqlite_file(services.engine.url):
             # Its own engine: its connections commit without fsync and it syncs the WAL
             # itself (storage/wal_sync.py); the rest of the process keeps synchronous=FULL.
             engine = make_engine(services.settings.database.url, deferred_sync=True)

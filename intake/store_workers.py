@@ -45,11 +45,10 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import Engine, event
-from sqlalchemy.engine import make_url
 
 from config.settings import Settings
 from intake.types import Disposition, Quarantined, RawMessage
-from storage.engine import make_engine
+from storage.engine import make_engine, sqlite_file
 from storage.wal_sync import WalSync
 
 if TYPE_CHECKING:
@@ -342,9 +341,9 @@ class WriterTurns:
 
     def __init__(self, database_url: str) -> None:
         self._file: int | None = None
-        url = make_url(database_url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            name = hashlib.sha256(os.path.abspath(url.database).encode()).hexdigest()[:16]
+        database = sqlite_file(database_url)
+        if database is not None:
+            name = hashlib.sha256(database.encode()).hexdigest()[:16]
             path = os.path.join(tempfile.gettempdir(), f"claimdesk-writer-{name}.lock")
             self._file = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
@@ -383,12 +382,7 @@ class WalCheckpoints:
     A no-op on PostgreSQL and in-memory SQLite."""
 
     def __init__(self, engine: Engine, every: int = 16) -> None:
-        url = engine.url
-        self._engine = (
-            engine
-            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-            else None
-        )
+        self._engine = engine if sqlite_file(engine.url) else None
         self.every = every
         self._batches = 0
         if self._engine is not None:

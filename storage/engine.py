@@ -10,12 +10,13 @@ WAL outside the write turn before anything is acknowledged (storage/wal_sync.py)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.pool import StaticPool
 
 from storage.prepared import driver_sql
@@ -85,6 +86,16 @@ def _plain_savepoints(dialect: Dialect) -> None:
     dialect.do_savepoint = _savepoint  # type: ignore[method-assign]
     dialect.do_release_savepoint = _release_savepoint  # type: ignore[method-assign]
     dialect.do_rollback_to_savepoint = _rollback_to_savepoint  # type: ignore[method-assign]
+
+
+def sqlite_file(url: str | URL) -> str | None:
+    """The absolute path of the SQLite database file `url` names; None for any other
+    database and for in-memory SQLite (no file: no WAL to sync or checkpoint, no lock
+    file to take turns on)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return os.path.abspath(parsed.database)
 
 
 def make_engine(url: str, *, deferred_sync: bool = False) -> Engine:

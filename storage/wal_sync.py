@@ -18,15 +18,16 @@ import os
 
 from sqlalchemy import Engine
 
+from storage.engine import sqlite_file
+
 
 class WalSync:
     """fsync of one SQLite database's WAL file; a no-op for PostgreSQL (its COMMIT is
     durable) and in-memory SQLite (nothing is)."""
 
     def __init__(self, engine: Engine) -> None:
-        url = engine.url
-        file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-        self.path = os.path.abspath(f"{url.database}-wal") if file else None
+        database = sqlite_file(engine.url)
+        self.path = f"{database}-wal" if database else None
 
     def sync(self) -> None:
         """Make every transaction committed on this database so far durable.

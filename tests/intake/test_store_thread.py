@@ -7,6 +7,7 @@ it), so that messages pile up in front of the thread deterministically.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -22,7 +23,7 @@ from intake.store_thread import StoreThread, store_processes
 from intake.store_workers import WriterTurns, store_batch
 from intake.types import Duplicate, Quarantined, RawMessage
 from scheduler.clock import FrozenClock
-from storage.engine import make_engine
+from storage.engine import make_engine, sqlite_file
 from storage.wal_sync import WalSync
 from tests.intake import smtp_support
 from tests.intake.smtp_support import Serve, crlf
@@ -182,3 +183,18 @@ def test_wal_sync_is_a_no_op_where_the_commit_is_durable_or_nothing_is(
 )
 def test_how_many_store_processes(keys: dict[str, object], cpus: int, expected: int) -> None:
     assert store_processes(SmtpSettings(**keys), cpus) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:////var/lib/claimdesk/desk.db", "/var/lib/claimdesk/desk.db"),
+        ("sqlite:///desk.db", "desk.db"),  # relative: made absolute
+        ("sqlite://", None),
+        ("sqlite:///:memory:", None),
+        ("postgresql://claimdesk@127.0.0.1/claimdesk", None),
+    ],
+)
+def test_which_urls_name_a_sqlite_file(url: str, expected: str | None) -> None:
+    found = sqlite_file(url)
+    assert found == (None if expected is None else os.path.abspath(expected))
