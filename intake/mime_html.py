@@ -64,6 +64,14 @@ def _collapse(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+def _hard_break(run: list[str], line_depth: int, quote_depth: int) -> str:
+    """The line a hard break ends (`<br>`, a line break inside `<pre>`): its text runs,
+    collapsed and quoted at `line_depth`, or, without text, an empty line quoted as ">"
+    per current blockquote level."""
+    text = _collapse("".join(run)) if run else ""
+    return "> " * line_depth + text if text else ">" * quote_depth
+
+
 def html_to_text(html: str) -> HtmlText:
     """Readable text of `html`, its `<a href>` targets (in order, deduplicated) and the
     Content-IDs its `cid:` URLs refer to (lower-cased, without brackets)."""
@@ -110,13 +118,9 @@ def html_to_text(html: str) -> HtmlText:
                 continue
             for i, piece in enumerate(text.replace("\r\n", "\n").split("\n")):
                 if i:
-                    if run:
-                        text = _collapse("".join(run))
-                        run = []
-                        blank = True
-                        lines.append("> " * line_depth + text if text else ">" * quote_depth)
-                    else:
-                        lines.append(">" * quote_depth)
+                    lines.append(_hard_break(run, line_depth, quote_depth))
+                    run = []
+                    blank = True
                 if blank:
                     line_depth = quote_depth
                     blank = piece.isspace() or not piece
@@ -125,13 +129,9 @@ def html_to_text(html: str) -> HtmlText:
         if tag in _SKIPPED or tag.startswith(("-", "!")):
             continue
         if tag == "br":
-            if run:
-                text = _collapse("".join(run))
-                run = []
-                blank = True
-                lines.append("> " * line_depth + text if text else ">" * quote_depth)
-            else:
-                lines.append(">" * quote_depth)
+            lines.append(_hard_break(run, line_depth, quote_depth))
+            run = []
+            blank = True
             continue
         if tag in _PARAGRAPH:
             if run:
