@@ -107,7 +107,12 @@ def clean_for_detection(text: str, max_chars: int) -> str:
                 pieces.append(piece)
                 size += len(piece) + 1
             pos = stop
-    cleaned = " ".join(pieces)
+    return cap_at_word(" ".join(pieces), max_chars)
+
+
+def cap_at_word(cleaned: str, max_chars: int) -> str:
+    """`cleaned` (whitespace collapsed) cut to at most `max_chars` characters on a word
+    boundary; a hard cut only where the cut falls in a run with no spaces (e.g. Chinese)."""
     if len(cleaned) <= max_chars:
         return cleaned
     capped = cleaned[:max_chars]

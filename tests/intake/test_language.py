@@ -453,16 +453,9 @@ PLAIN_NOISE = re.compile(
 
 
 def plainly_cleaned(text: str, max_chars: int) -> str:
-    """The whole text cleaned in one regex pass, then capped as `clean_for_detection` caps."""
-    cleaned = " ".join(PLAIN_NOISE.sub(" ", text).split())
-    if len(cleaned) <= max_chars:
-        return cleaned
-    capped = cleaned[:max_chars]
-    if cleaned[max_chars] != " ":
-        space = capped.rfind(" ")
-        if space > 0:
-            capped = capped[:space]
-    return capped.rstrip()
+    """The whole text cleaned in one regex pass, then capped as `clean_for_detection` caps
+    (the cap is the same rule on both sides: what is compared is the cleaning)."""
+    return language.cap_at_word(" ".join(PLAIN_NOISE.sub(" ", text).split()), max_chars)
 
 
 # Pieces of every part (addresses, links, domains, codes, openers), near misses (dots and
